@@ -1,0 +1,18 @@
+"""gmp-tl-hf: GMP-TL speech emotion recognition (arXiv 2405.02151) for the Hugging Face stack.
+
+Importing the package registers the model with ``AutoConfig``, ``AutoModel`` and
+``AutoModelForAudioClassification``.
+"""
+
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
+
+from .configuration_hubert_gmp import HubertGMPConfig
+from .modeling_hubert_gmp import GMPEmotionOutput, HubertForGMPEmotion, default_feature_extractor
+
+__version__ = "0.1.0"
+
+AutoConfig.register(HubertGMPConfig.model_type, HubertGMPConfig)
+AutoModel.register(HubertGMPConfig, HubertForGMPEmotion)
+AutoModelForAudioClassification.register(HubertGMPConfig, HubertForGMPEmotion)
+
+__all__ = ["GMPEmotionOutput", "HubertForGMPEmotion", "HubertGMPConfig", "default_feature_extractor"]

@@ -1,0 +1,128 @@
+"""Configuration of :class:`HubertForGMPEmotion`.
+
+This file is copied next to every saved checkpoint (``trust_remote_code``), so it imports only
+``transformers`` and the standard library.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from transformers import HubertConfig
+
+POOLING_MODES = ("mean", "attentive")
+EMOTION_HEADS = ("linear", "am_softmax")
+GMP_LOSS_FRAMES = ("all", "masked")
+
+
+class HubertGMPConfig(HubertConfig):
+    r"""HuBERT with utterance emotion/gender heads and frame-level GMP heads (GMP-TL, arXiv 2405.02151).
+
+    Every HuBERT field (sizes, conv stack, SpecAugment, ``use_weighted_layer_sum``,
+    ``classifier_proj_size``) keeps its [`HubertConfig`] meaning. The emotion classes are described
+    by the standard ``id2label`` / ``label2id`` (the ``audio-classification`` pipeline reads them), so
+    they describe the emotion head only.
+
+    Args:
+        gender_labels (`Sequence[str]`, *optional*, defaults to `("female", "male")`):
+            Classes of the utterance-level speaker-gender head, in label-id order.
+        gmp_cluster_sizes (`Sequence[int]`, *optional*, defaults to `(50, 100, 500)`):
+            Number of GMP classes of each frame head, one head per pseudo-label scale. With the
+            quantizer's ``gender_mode="offset"`` a scale of K clusters has 2K classes; the recipes set
+            this from the quantizer. Empty means no frame heads (MTL and stage-2 models).
+        pooling (`str`, *optional*, defaults to `"mean"`):
+            How frames become an utterance embedding: `"mean"` (mean over valid frames, the paper's
+            choice) or `"attentive"` (softmax-weighted mean with a learned score per frame).
+        emotion_head (`str`, *optional*, defaults to `"linear"`):
+            `"linear"` (softmax classifier) or `"am_softmax"` (additive-margin softmax, stage 2).
+        am_margin (`float`, *optional*, defaults to 0.2):
+            AM-Softmax margin subtracted from the target-class cosine, in training only.
+        am_scale (`float`, *optional*, defaults to 30.0):
+            AM-Softmax scale applied to the cosines (training and inference).
+        emotion_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the utterance emotion loss.
+        gender_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the utterance gender loss (0 switches it off even when gender labels are given).
+        gmp_loss_weight (`float`, *optional*, defaults to 1.0):
+            Weight of the frame-level GMP loss, which is the mean of the per-scale cross-entropies.
+        gmp_loss_frames (`str`, *optional*, defaults to `"all"`):
+            Frames that carry the GMP loss: `"all"` valid frames (our default; the paper does not say)
+            or `"masked"` frames only, HuBERT-style: the model draws ``mask_time_prob`` span masks
+            itself, replaces those frames by the mask embedding and scores only them.
+        kwargs:
+            Passed on to [`HubertConfig`].
+    """
+
+    model_type = "hubert_gmp"
+
+    def __init__(
+        self,
+        gender_labels: Sequence[str] = ("female", "male"),
+        gmp_cluster_sizes: Sequence[int] = (50, 100, 500),
+        pooling: str = "mean",
+        emotion_head: str = "linear",
+        am_margin: float = 0.2,
+        am_scale: float = 30.0,
+        emotion_loss_weight: float = 1.0,
+        gender_loss_weight: float = 1.0,
+        gmp_loss_weight: float = 1.0,
+        gmp_loss_frames: str = "all",
+        **kwargs,
+    ):
+        self.gender_labels = [str(label) for label in gender_labels]
+        self.gmp_cluster_sizes = [int(size) for size in gmp_cluster_sizes]
+        self.pooling = pooling
+        self.emotion_head = emotion_head
+        self.am_margin = float(am_margin)
+        self.am_scale = float(am_scale)
+        self.emotion_loss_weight = float(emotion_loss_weight)
+        self.gender_loss_weight = float(gender_loss_weight)
+        self.gmp_loss_weight = float(gmp_loss_weight)
+        self.gmp_loss_frames = gmp_loss_frames
+        super().__init__(**kwargs)
+        self._check_heads()
+
+    def _check_heads(self) -> None:
+        if self.pooling not in POOLING_MODES:
+            raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        if self.emotion_head not in EMOTION_HEADS:
+            raise ValueError(f"emotion_head must be one of {EMOTION_HEADS}, got {self.emotion_head!r}")
+        if self.gmp_loss_frames not in GMP_LOSS_FRAMES:
+            raise ValueError(f"gmp_loss_frames must be one of {GMP_LOSS_FRAMES}, got {self.gmp_loss_frames!r}")
+        if len(self.gender_labels) < 2:
+            raise ValueError(f"gender_labels needs at least two classes, got {self.gender_labels}")
+        if any(size < 2 for size in self.gmp_cluster_sizes):
+            raise ValueError(f"every GMP scale needs at least 2 classes, got {self.gmp_cluster_sizes}")
+        if self.am_scale <= 0 or not 0 <= self.am_margin < 1:
+            raise ValueError(f"need am_scale > 0 and 0 <= am_margin < 1, got {self.am_scale}, {self.am_margin}")
+        weights = (self.emotion_loss_weight, self.gender_loss_weight, self.gmp_loss_weight)
+        if any(weight < 0 for weight in weights):
+            raise ValueError(f"loss weights must be >= 0, got {weights}")
+
+    @property
+    def gender2id(self) -> dict[str, int]:
+        return {label: index for index, label in enumerate(self.gender_labels)}
+
+    @property
+    def min_input_samples(self) -> int:
+        """Fewest waveform samples that give one encoder frame (400 at 16 kHz: 25 ms)."""
+        samples = 1
+        for kernel, stride in reversed(list(zip(self.conv_kernel, self.conv_stride))):
+            samples = (samples - 1) * stride + kernel
+        return samples
+
+    def num_frames(self, num_samples: int) -> int:
+        """Encoder frames for a clip of ``num_samples`` samples.
+
+        The conv-stack arithmetic of ``HubertPreTrainedModel._get_feat_extract_output_lengths``
+        (floor((L - kernel) / stride) + 1 per layer), 0 for clips shorter than one frame.
+        """
+        length = int(num_samples)
+        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
+            if length < kernel:
+                return 0
+            length = (length - kernel) // stride + 1
+        return length
+
+
+__all__ = ["HubertGMPConfig"]

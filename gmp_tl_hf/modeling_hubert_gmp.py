@@ -1,0 +1,420 @@
+"""HuBERT for speech emotion recognition with gender and GMP heads (GMP-TL, arXiv 2405.02151).
+
+This file is copied next to every saved checkpoint (``trust_remote_code``), so it imports only
+``torch``, ``transformers`` and its sibling files, relatively.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from contextvars import ContextVar
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import HubertModel, HubertPreTrainedModel, Wav2Vec2FeatureExtractor
+from transformers import initialization as init
+from transformers.dynamic_module_utils import get_relative_import_files
+from transformers.models.hubert.modeling_hubert import _compute_mask_indices
+from transformers.utils import ModelOutput, logging
+
+from .configuration_hubert_gmp import HubertGMPConfig
+
+logger = logging.get_logger(__name__)
+
+IGNORE_INDEX = -100
+
+# Valid waveform lengths of the batch being encoded, read by the GroupNorm conv layer. HubertModel's
+# forward gives its feature encoder only the padded waveform; a ContextVar carries the lengths to it
+# per call, safely across threads (the same mechanism transformers uses for output capturing).
+_VALID_SAMPLES: ContextVar[torch.Tensor | None] = ContextVar("hubert_gmp_valid_samples", default=None)
+
+
+@dataclass
+class GMPEmotionOutput(ModelOutput):
+    """Outputs of :class:`HubertForGMPEmotion`.
+
+    Args:
+        loss: Weighted sum of the loss terms whose labels were given (emotion, gender, GMP).
+        logits: Emotion logits `(batch, num_labels)`. For the AM-Softmax head these are the scaled
+            cosines without margin, so a softmax over them is meaningful at inference.
+        gender_logits: Speaker-gender logits `(batch, len(gender_labels))`.
+        gmp_logits: One `(batch, frames, classes)` tensor per GMP scale (empty without frame heads).
+        frame_logits: Emotion logits of every frame `(batch, frames, num_labels)`, only with
+            ``output_frame_logits=True``; the utterance logits of the linear head are their mean.
+        frame_mask: `(batch, frames)` boolean mask of valid (non-padded) encoder frames.
+        hidden_states: Encoder hidden states (embedding output + one per layer) if requested.
+        attentions: Attention weights per layer if requested.
+    """
+
+    loss: torch.FloatTensor | None = None
+    logits: torch.FloatTensor | None = None
+    gender_logits: torch.FloatTensor | None = None
+    gmp_logits: tuple[torch.FloatTensor, ...] | None = None
+    frame_logits: torch.FloatTensor | None = None
+    frame_mask: torch.BoolTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
+
+
+def masked_group_norm(hidden: torch.Tensor, valid_frames: torch.Tensor, norm: nn.GroupNorm) -> torch.Tensor:
+    """``norm(hidden)`` with statistics over each item's first ``valid_frames`` frames only.
+
+    HuBERT-base normalises its first conv layer over the whole time axis, so zero padding would change
+    every frame of a padded clip; restricting the statistics to valid frames makes batching exact.
+    """
+    batch, channels, frames = hidden.shape
+    groups = norm.num_groups
+    grouped = hidden.reshape(batch, groups, channels // groups, frames)
+    mask = torch.arange(frames, device=hidden.device)[None, :] < valid_frames[:, None]
+    mask = mask[:, None, None, :].to(hidden.dtype)
+    count = mask.sum(dim=-1, keepdim=True) * (channels // groups)
+    mean = (grouped * mask).sum(dim=(-2, -1), keepdim=True) / count
+    centered = (grouped - mean) * mask
+    variance = centered.pow(2).sum(dim=(-2, -1), keepdim=True) / count
+    normalized = ((grouped - mean) * torch.rsqrt(variance + norm.eps)).reshape(batch, channels, frames)
+    if norm.affine:
+        normalized = normalized * norm.weight[None, :, None] + norm.bias[None, :, None]
+    return normalized
+
+
+class LengthAwareGroupNormConvLayer(nn.Module):
+    """HuBERT's first conv layer (conv, GroupNorm, activation) with padding-exact GroupNorm.
+
+    It adopts the original layer's modules, so parameter names and checkpoints are unchanged. It is
+    not gradient-checkpointed (the lengths would be gone when the backward pass recomputes it).
+    """
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.conv = layer.conv
+        self.layer_norm = layer.layer_norm
+        self.activation = layer.activation
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        hidden_states = self.conv(hidden_states)
+        valid_samples = _VALID_SAMPLES.get()
+        if valid_samples is None:
+            hidden_states = self.layer_norm(hidden_states)
+        else:
+            kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
+            valid_frames = torch.div(valid_samples - kernel, stride, rounding_mode="floor") + 1
+            hidden_states = masked_group_norm(hidden_states, valid_frames, self.layer_norm)
+        return self.activation(hidden_states)
+
+
+class AttentivePooling(nn.Module):
+    """Softmax-weighted mean of the valid frames, one learned score per frame."""
+
+    def __init__(self, hidden_size: int):
+        super().__init__()
+        self.score = nn.Linear(hidden_size, 1)
+
+    def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(frames).squeeze(-1).masked_fill(~frame_mask, torch.finfo(frames.dtype).min)
+        weights = scores.softmax(dim=-1).unsqueeze(-1)
+        return (weights * frames).sum(dim=1)
+
+
+class MeanPooling(nn.Module):
+    """Mean of the valid frames."""
+
+    def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        mask = frame_mask.unsqueeze(-1).to(frames.dtype)
+        return (frames * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+
+
+class AMSoftmaxHead(nn.Module):
+    """Additive-margin softmax classifier (Wang et al., 2018): ``logits = scale * cos(x, w_c)``.
+
+    ``forward`` returns the plain scaled cosines; :meth:`with_margin` subtracts ``scale * margin``
+    from the target class, which the model does for the training loss only.
+    """
+
+    def __init__(self, in_features: int, num_labels: int, scale: float, margin: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(num_labels, in_features))
+        self.scale = scale
+        self.margin = margin
+
+    def forward(self, embeddings: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(F.normalize(embeddings, dim=-1), F.normalize(self.weight, dim=-1))
+
+    def with_margin(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        valid = labels != IGNORE_INDEX
+        target = F.one_hot(labels.clamp(min=0), logits.shape[-1]).to(logits.dtype) * valid[:, None]
+        return logits - self.scale * self.margin * target
+
+
+class HubertForGMPEmotion(HubertPreTrainedModel):
+    """HuBERT encoder + utterance emotion head + utterance gender head + one frame head per GMP scale.
+
+    Frames are projected to ``classifier_proj_size`` and pooled over valid frames into an utterance
+    embedding that feeds the emotion (linear or AM-Softmax) and gender heads; the GMP heads classify
+    every encoder frame (20 ms) into the pseudo-label classes of their scale.
+    """
+
+    config_class = HubertGMPConfig
+    config: HubertGMPConfig
+    # Entries written into config.json on save so that a checkpoint loads without this package.
+    AUTO_MAP: ClassVar[dict[str, str]] = {
+        "AutoConfig": "configuration_hubert_gmp.HubertGMPConfig",
+        "AutoModel": "modeling_hubert_gmp.HubertForGMPEmotion",
+        "AutoModelForAudioClassification": "modeling_hubert_gmp.HubertForGMPEmotion",
+    }
+    CUSTOM_PIPELINES: ClassVar[dict[str, dict]] = {
+        "audio-classification": {
+            "impl": "pipeline_hubert_gmp.SpeechEmotionPipeline",
+            "pt": ["AutoModelForAudioClassification"],
+            "type": "audio",
+        }
+    }
+
+    def __init__(self, config: HubertGMPConfig):
+        super().__init__(config)
+        if config.gmp_loss_frames == "masked" and not (config.apply_spec_augment and config.mask_time_prob > 0):
+            raise ValueError("gmp_loss_frames='masked' needs apply_spec_augment=True and mask_time_prob > 0")
+        self.hubert = HubertModel(config)
+        conv_layers = self.hubert.feature_extractor.conv_layers
+        if config.feat_extract_norm == "group":
+            conv_layers[0] = LengthAwareGroupNormConvLayer(conv_layers[0])
+        if config.use_weighted_layer_sum:
+            self.layer_weights = nn.Parameter(torch.ones(config.num_hidden_layers + 1) / (config.num_hidden_layers + 1))
+        self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
+        self.pooler = AttentivePooling(config.classifier_proj_size) if config.pooling == "attentive" else MeanPooling()
+        self.dropout = nn.Dropout(config.final_dropout)
+        if config.emotion_head == "am_softmax":
+            self.classifier = AMSoftmaxHead(
+                config.classifier_proj_size, config.num_labels, config.am_scale, config.am_margin
+            )
+        else:
+            self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
+        self.gender_classifier = nn.Linear(config.classifier_proj_size, len(config.gender_labels))
+        self.gmp_heads = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.gmp_cluster_sizes)
+        self.post_init()
+
+    @torch.no_grad()
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if isinstance(module, AMSoftmaxHead):
+            init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
+        elif isinstance(module, HubertForGMPEmotion) and hasattr(module, "layer_weights"):
+            init.constant_(module.layer_weights, 1.0 / (self.config.num_hidden_layers + 1))
+
+    def freeze_feature_encoder(self):
+        """Stop gradients into the convolutional feature encoder (standard for HuBERT fine-tuning)."""
+        self.hubert.feature_extractor._freeze_parameters()
+
+    def freeze_base_model(self):
+        """Train the heads only."""
+        for param in self.hubert.parameters():
+            param.requires_grad = False
+
+    def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
+        """Encoder frames for clips of ``num_samples`` samples (the model's conv-length arithmetic)."""
+        return self._get_feat_extract_output_lengths(num_samples)
+
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        gender_labels: torch.Tensor | None = None,
+        gmp_labels: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        output_frame_logits: bool = False,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> GMPEmotionOutput | tuple:
+        r"""
+        input_values (`torch.FloatTensor` of shape `(batch, samples)`):
+            16 kHz mono waveforms, right-padded, as made by `Wav2Vec2FeatureExtractor`.
+        attention_mask (`torch.LongTensor` of shape `(batch, samples)`, *optional*):
+            1 for real samples, 0 for padding. Outputs do not depend on the padding.
+        labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+            Emotion class ids (-100 ignores an utterance).
+        gender_labels (`torch.LongTensor` of shape `(batch,)`, *optional*):
+            Index into `config.gender_labels` (-100 ignores an utterance).
+        gmp_labels (`torch.LongTensor` of shape `(batch, frames, num_scales)`, *optional*):
+            GMP class per encoder frame and scale, -100 for padding; `frames` is the encoder frame count
+            of the padded batch (`model.num_frames(input_values.shape[1])`).
+        output_frame_logits (`bool`, *optional*, defaults to `False`):
+            Also return the emotion logits of every frame (for emotion timelines).
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        sample_lengths = self._check_inputs(input_values, attention_mask)
+        frames = int(self.num_frames(input_values.shape[1]))
+        frame_lengths = self.num_frames(sample_lengths)
+        frame_mask = torch.arange(frames, device=input_values.device)[None, :] < frame_lengths[:, None]
+        if gmp_labels is not None:
+            gmp_labels = self._check_gmp_labels(gmp_labels, frames).masked_fill(~frame_mask[..., None], IGNORE_INDEX)
+
+        mask_time_indices = None
+        if self.training and gmp_labels is not None and self.config.gmp_loss_frames == "masked":
+            mask_time_indices = torch.from_numpy(
+                _compute_mask_indices(
+                    (input_values.shape[0], frames),
+                    mask_prob=self.config.mask_time_prob,
+                    mask_length=self.config.mask_time_length,
+                    attention_mask=frame_mask.long().cpu(),
+                    min_masks=self.config.mask_time_min_masks,
+                )
+            ).to(device=input_values.device, dtype=torch.bool)
+            gmp_labels = gmp_labels.masked_fill(~mask_time_indices[..., None], IGNORE_INDEX)
+
+        group_norm_lengths = (
+            sample_lengths if attention_mask is not None and self.config.feat_extract_norm == "group" else None
+        )
+        token = _VALID_SAMPLES.set(group_norm_lengths)
+        try:
+            outputs = self.hubert(
+                input_values,
+                attention_mask=attention_mask,
+                mask_time_indices=mask_time_indices,
+                output_attentions=output_attentions,
+                output_hidden_states=True if self.config.use_weighted_layer_sum else output_hidden_states,
+                return_dict=True,
+            )
+        finally:
+            _VALID_SAMPLES.reset(token)
+
+        if self.config.use_weighted_layer_sum:
+            stacked = torch.stack(outputs.hidden_states, dim=1)
+            weights = self.layer_weights.softmax(dim=-1).view(1, -1, 1, 1)
+            hidden = (stacked * weights).sum(dim=1)
+        else:
+            hidden = outputs.last_hidden_state
+
+        projected = self.projector(hidden)
+        embeddings = self.dropout(self.pooler(projected, frame_mask))
+        logits = self.classifier(embeddings)
+        gender_logits = self.gender_classifier(embeddings)
+        gmp_logits = tuple(head(hidden) for head in self.gmp_heads)
+        frame_logits = self.classifier(projected) if output_frame_logits else None
+
+        loss = self._loss(logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels)
+        output = GMPEmotionOutput(
+            loss=loss,
+            logits=logits,
+            gender_logits=gender_logits,
+            gmp_logits=gmp_logits,
+            frame_logits=frame_logits,
+            frame_mask=frame_mask,
+            hidden_states=outputs.hidden_states if output_hidden_states else None,
+            attentions=outputs.attentions,
+        )
+        return output if return_dict else output.to_tuple()
+
+    def _check_inputs(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """Validate the waveform batch and return the valid length of each clip."""
+        if input_values.dim() != 2:
+            raise ValueError(
+                f"input_values must be (batch, samples), got shape {tuple(input_values.shape)}; "
+                "add a batch dimension for a single clip or downmix multi-channel audio first"
+            )
+        if attention_mask is None:
+            lengths = torch.full((input_values.shape[0],), input_values.shape[1], device=input_values.device)
+        else:
+            if attention_mask.shape != input_values.shape:
+                shapes = f"{tuple(attention_mask.shape)} != input_values shape {tuple(input_values.shape)}"
+                raise ValueError(f"attention_mask shape {shapes}")
+            lengths = attention_mask.sum(dim=-1).long()
+        too_short = (lengths < self.config.min_input_samples).nonzero().flatten().tolist()
+        if too_short:
+            raise ValueError(
+                f"clip(s) {too_short} have {lengths[too_short].tolist()} samples, fewer than one encoder frame "
+                f"({self.config.min_input_samples} samples)"
+            )
+        return lengths
+
+    def _check_gmp_labels(self, gmp_labels: torch.Tensor, frames: int) -> torch.Tensor:
+        scales = len(self.config.gmp_cluster_sizes)
+        if scales == 0:
+            raise ValueError(
+                "gmp_labels were given but this model has no GMP heads (config.gmp_cluster_sizes is empty)"
+            )
+        if gmp_labels.dim() != 3 or gmp_labels.shape[-1] != scales:
+            raise ValueError(
+                f"gmp_labels must be (batch, frames, {scales}) for scales {self.config.gmp_cluster_sizes}, "
+                f"got shape {tuple(gmp_labels.shape)}"
+            )
+        if gmp_labels.shape[1] != frames:
+            raise ValueError(
+                f"gmp_labels has {gmp_labels.shape[1]} frames but the encoder gives {frames} for "
+                "this batch; pad them with -100 to model.num_frames(input_values.shape[1])"
+            )
+        gmp_labels = gmp_labels.long()
+        for scale, size in enumerate(self.config.gmp_cluster_sizes):
+            _check_label_range(gmp_labels[..., scale], size, f"gmp_labels[..., {scale}]")
+        return gmp_labels
+
+    def _loss(self, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels) -> torch.Tensor | None:
+        config = self.config
+        terms = []
+        if labels is not None and config.emotion_loss_weight > 0:
+            labels = labels.long().view(-1)
+            _check_label_range(labels, config.num_labels, "labels")
+            if isinstance(self.classifier, AMSoftmaxHead) and self.training:
+                logits = self.classifier.with_margin(logits, labels)
+            terms.append(config.emotion_loss_weight * _cross_entropy(logits, labels))
+        if gender_labels is not None and config.gender_loss_weight > 0:
+            gender_labels = gender_labels.long().view(-1)
+            _check_label_range(gender_labels, len(config.gender_labels), "gender_labels")
+            terms.append(config.gender_loss_weight * _cross_entropy(gender_logits, gender_labels))
+        if gmp_labels is not None and config.gmp_loss_weight > 0:
+            per_scale = [
+                _cross_entropy(scale_logits.flatten(0, 1), gmp_labels[..., scale].flatten())
+                for scale, scale_logits in enumerate(gmp_logits)
+            ]
+            terms.append(config.gmp_loss_weight * torch.stack(per_scale).mean())
+        return torch.stack(terms).sum() if terms else None
+
+    def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
+        """Save weights and config plus the code and a 16 kHz feature extractor, so that the folder
+        loads with ``trust_remote_code=True`` (model and ``audio-classification`` pipeline) anywhere."""
+        from .pipeline_hubert_gmp import SpeechEmotionPipeline  # noqa: F401 (declares the file as needed code)
+
+        self.config.auto_map = dict(self.AUTO_MAP)
+        self.config.custom_pipelines = {task: dict(spec) for task, spec in self.CUSTOM_PIPELINES.items()}
+        super().save_pretrained(save_directory, *args, **kwargs)
+        is_main_process = kwargs.get("is_main_process", True)
+        if not is_main_process:
+            return
+        here = Path(__file__).parent
+        for module_file in ("modeling_hubert_gmp.py", "pipeline_hubert_gmp.py"):
+            for source in [here / module_file, *map(Path, get_relative_import_files(here / module_file))]:
+                shutil.copyfile(source, Path(save_directory) / source.name)
+        if not (Path(save_directory) / "preprocessor_config.json").exists():
+            logger.warning("no feature extractor saved with the model; writing the default 16 kHz one")
+            default_feature_extractor().save_pretrained(save_directory)
+
+
+def default_feature_extractor(do_normalize: bool = True) -> Wav2Vec2FeatureExtractor:
+    """The 16 kHz waveform feature extractor of this model family (per-clip normalisation, attention mask)."""
+    return Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=do_normalize, return_attention_mask=True
+    )
+
+
+def _check_label_range(labels: torch.Tensor, num_classes: int, name: str) -> None:
+    valid = labels[labels != IGNORE_INDEX]
+    if valid.numel() and (valid.min() < 0 or valid.max() >= num_classes):
+        raise ValueError(
+            f"{name} must be in [0, {num_classes}) or -100, got values from {int(valid.min())} to {int(valid.max())}"
+        )
+
+
+def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy over non-ignored targets; zero (not NaN) when a batch has none."""
+    valid = labels != IGNORE_INDEX
+    if not valid.any():
+        return logits.sum() * 0.0
+    return F.cross_entropy(logits[valid], labels[valid])
+
+
+__all__ = ["GMPEmotionOutput", "HubertForGMPEmotion", "default_feature_extractor"]

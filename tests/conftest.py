@@ -1,0 +1,68 @@
+"""Shared fixtures. Everything runs offline on tiny random HuBERT checkpoints built here."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before transformers/datasets are imported anywhere: no network, and caches inside the session.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HOME", tempfile.mkdtemp(prefix="gmp-tl-hf-home-"))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+import pytest
+import torch
+
+from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig
+from gmp_tl_hf.presets import encoder_preset
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+EMODB_DIR = REPO_ROOT.parent / "shared" / "data" / "emodb"
+EMOTIONS4 = {0: "neutral", 1: "happy", 2: "angry", 3: "sad"}
+
+
+def tiny_config(**overrides) -> HubertGMPConfig:
+    """A 2-layer, 32-wide HuBERT with 4 emotions and two small GMP scales, dropout off."""
+    kwargs = encoder_preset("tiny")
+    kwargs.update(
+        id2label=EMOTIONS4,
+        label2id={v: k for k, v in EMOTIONS4.items()},
+        gmp_cluster_sizes=(5, 7),
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        activation_dropout=0.0,
+        final_dropout=0.0,
+        layerdrop=0.0,
+        mask_time_prob=0.0,
+    )
+    kwargs.update(overrides)
+    return HubertGMPConfig(**kwargs)
+
+
+def tiny_model(seed: int = 0, **overrides) -> HubertForGMPEmotion:
+    torch.manual_seed(seed)
+    return HubertForGMPEmotion(tiny_config(**overrides)).eval()
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def emodb_dir() -> Path:
+    if not (EMODB_DIR / "metadata.csv").is_file():
+        pytest.skip(f"EmoDB not found at {EMODB_DIR} (the shared data folder is absent)")
+    return EMODB_DIR
+
+
+def speechlike(seconds: float, sampling_rate: int = 16000, f0: float = 150.0, seed: int = 0) -> np.ndarray:
+    """A voiced, amplitude-modulated harmonic signal with a little noise (float32)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * sampling_rate)) / sampling_rate
+    wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
+    wave *= 0.5 * (1 + np.sin(2 * np.pi * 3 * t))
+    return (0.1 * wave + 0.01 * rng.standard_normal(t.size)).astype(np.float32)

@@ -1,0 +1,300 @@
+"""HubertForGMPEmotion: shapes, padding invariance, losses, AM-Softmax, errors, loading."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import tiny_config, tiny_model
+from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, HubertConfig, HubertModel
+
+from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig
+from gmp_tl_hf.presets import encoder_preset
+
+
+def batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.zeros(len(lengths), max(lengths))
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        values[row, :length] = torch.randn(length, generator=generator)
+        mask[row, :length] = 1
+    return values, mask
+
+
+def test_output_shapes_of_every_head():
+    model = tiny_model(attn_implementation="eager")
+    values, mask = batch([16000, 12000])
+    out = model(
+        values, attention_mask=mask, output_hidden_states=True, output_attentions=True, output_frame_logits=True
+    )
+    frames = model.num_frames(16000)
+    assert frames == 49
+    assert out.logits.shape == (2, 4)
+    assert out.gender_logits.shape == (2, 2)
+    assert [tuple(t.shape) for t in out.gmp_logits] == [(2, frames, 5), (2, frames, 7)]
+    assert out.frame_logits.shape == (2, frames, 4)
+    assert out.frame_mask.sum(dim=1).tolist() == [49, model.num_frames(12000)]
+    assert len(out.hidden_states) == model.config.num_hidden_layers + 1
+    assert all(h.shape == (2, frames, 32) for h in out.hidden_states)
+    assert len(out.attentions) == model.config.num_hidden_layers
+    assert out.attentions[0].shape == (2, 2, frames, frames)
+    assert out.loss is None
+
+
+def test_no_frame_heads_gives_empty_gmp_logits():
+    model = tiny_model(gmp_cluster_sizes=())
+    out = model(torch.randn(1, 8000))
+    assert out.gmp_logits == ()
+    assert len(model.gmp_heads) == 0
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},  # HuBERT-base style: GroupNorm in the first conv layer
+        {"feat_extract_norm": "layer", "do_stable_layer_norm": True},  # HuBERT-large style
+        {"pooling": "attentive", "emotion_head": "am_softmax"},
+        {"use_weighted_layer_sum": True},
+    ],
+    ids=["group-norm", "layer-norm", "attentive-am", "weighted-layers"],
+)
+def test_padding_does_not_change_outputs(overrides):
+    model = tiny_model(**overrides)
+    alone, _ = batch([16000], seed=1)
+    padded, mask = batch([24000, 16000, 9000], seed=2)
+    padded[1] = 0
+    padded[1, :16000] = alone[0]
+    single = model(alone, output_frame_logits=True)
+    batched = model(padded, attention_mask=mask, output_frame_logits=True)
+    frames = single.frame_mask.shape[1]
+    torch.testing.assert_close(batched.logits[1], single.logits[0], atol=1e-5, rtol=0)
+    torch.testing.assert_close(batched.gender_logits[1], single.gender_logits[0], atol=1e-5, rtol=0)
+    for scale in range(2):
+        torch.testing.assert_close(
+            batched.gmp_logits[scale][1, :frames], single.gmp_logits[scale][0], atol=1e-5, rtol=0
+        )
+    # AM-Softmax frame logits are cosines times am_scale (30): compare at the cosine's precision.
+    frame_atol = 1e-5 * (model.config.am_scale if model.config.emotion_head == "am_softmax" else 1)
+    torch.testing.assert_close(batched.frame_logits[1, :frames], single.frame_logits[0], atol=frame_atol, rtol=0)
+    assert not batched.frame_mask[1, frames:].any()
+
+
+def test_without_masked_group_norm_padding_would_leak():
+    """The reason for LengthAwareGroupNormConvLayer: stock GroupNorm sees the zero padding."""
+    model = tiny_model()
+    alone, _ = batch([16000], seed=1)
+    padded = torch.zeros(1, 32000)
+    padded[0, :16000] = alone[0]
+    mask = torch.zeros(1, 32000, dtype=torch.long)
+    mask[0, :16000] = 1
+    with_mask = model(padded, attention_mask=mask).logits
+    without_mask = model(padded).logits
+    reference = model(alone).logits
+    torch.testing.assert_close(with_mask, reference, atol=1e-5, rtol=0)
+    assert (without_mask - reference).abs().max() > 1e-4
+
+
+def test_linear_head_utterance_logits_are_the_mean_of_frame_logits():
+    model = tiny_model()
+    out = model(torch.randn(1, 16000), output_frame_logits=True)
+    torch.testing.assert_close(out.frame_logits.mean(dim=1), out.logits, atol=1e-5, rtol=0)
+
+
+def test_each_loss_term_is_used_only_when_its_labels_are_given():
+    model = tiny_model(gender_loss_weight=0.5, gmp_loss_weight=2.0)
+    values, mask = batch([16000, 12000])
+    labels = torch.tensor([1, 3])
+    genders = torch.tensor([0, 1])
+    frames = model.num_frames(16000)
+    gmp = torch.stack([torch.randint(0, 5, (2, frames)), torch.randint(0, 7, (2, frames))], dim=-1)
+    gmp[1, model.num_frames(12000) :] = -100
+
+    out = model(values, attention_mask=mask)
+    assert out.loss is None
+    emotion = F.cross_entropy(out.logits, labels)
+    gender = F.cross_entropy(out.gender_logits, genders)
+    valid = gmp[..., 0] != -100
+    frame = torch.stack([F.cross_entropy(out.gmp_logits[s][valid], gmp[..., s][valid]) for s in range(2)]).mean()
+
+    def loss(**kwargs):
+        return model(values, attention_mask=mask, **kwargs).loss
+
+    torch.testing.assert_close(loss(labels=labels), emotion)
+    torch.testing.assert_close(loss(gender_labels=genders), 0.5 * gender)
+    torch.testing.assert_close(loss(gmp_labels=gmp), 2.0 * frame)
+    torch.testing.assert_close(
+        loss(labels=labels, gender_labels=genders, gmp_labels=gmp), emotion + 0.5 * gender + 2 * frame
+    )
+
+
+def test_zero_weight_switches_a_term_off_and_ignored_labels_do_not_count():
+    model = tiny_model(gender_loss_weight=0.0)
+    values, mask = batch([16000, 12000])
+    out = model(values, attention_mask=mask, labels=torch.tensor([1, -100]), gender_labels=torch.tensor([0, 1]))
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[:1], torch.tensor([1])))
+
+
+def test_frame_labels_on_padded_frames_are_ignored():
+    """Labels the collator left on padding (instead of -100) must not reach the loss."""
+    model = tiny_model(gmp_loss_weight=1.0)
+    values, mask = batch([16000, 8000])
+    frames = model.num_frames(16000)
+    gmp = torch.zeros(2, frames, 2, dtype=torch.long)
+    clean = gmp.clone()
+    clean[1, model.num_frames(8000) :] = -100
+    torch.testing.assert_close(
+        model(values, attention_mask=mask, gmp_labels=gmp).loss,
+        model(values, attention_mask=mask, gmp_labels=clean).loss,
+    )
+
+
+def test_masked_gmp_loss_scores_masked_frames_only():
+    model = tiny_model(gmp_loss_frames="masked", mask_time_prob=0.3, mask_time_length=4, mask_time_min_masks=1).train()
+    values, mask = batch([16000, 16000])
+    frames = model.num_frames(16000)
+    # Frame labels that are right everywhere except on masked frames would give a loss from masked frames only;
+    # here we check the weaker, exact property: the loss equals the CE over the frames the model masked.
+    gmp = torch.stack([torch.randint(0, 5, (2, frames)), torch.randint(0, 7, (2, frames))], dim=-1)
+    captured = {}
+
+    def hook(module, args, kwargs):
+        captured["mask"] = kwargs["mask_time_indices"]
+
+    handle = model.hubert.register_forward_pre_hook(hook, with_kwargs=True)
+    torch.manual_seed(0)
+    out = model(values, attention_mask=mask, gmp_labels=gmp)
+    handle.remove()
+    masked = captured["mask"]
+    assert 0 < masked.sum() < masked.numel()
+    expected = torch.stack([F.cross_entropy(out.gmp_logits[s][masked], gmp[..., s][masked]) for s in range(2)]).mean()
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_am_softmax_margin_only_in_training_and_equal_to_the_cosine_formula():
+    model = tiny_model(emotion_head="am_softmax", am_margin=0.25, am_scale=20.0)
+    values, mask = batch([16000, 12000, 10000])
+    labels = torch.tensor([0, 2, 3])
+    captured = {}
+    model.pooler.register_forward_hook(lambda module, args, output: captured.update(embedding=output))
+
+    for training in (True, False):
+        model.train(training)
+        out = model(values, attention_mask=mask, labels=labels, gender_labels=None)
+        embedding = captured["embedding"]
+        cosine = F.normalize(embedding, dim=-1) @ F.normalize(model.classifier.weight, dim=-1).T
+        torch.testing.assert_close(out.logits, 20.0 * cosine)
+        target = F.one_hot(labels, 4).float()
+        margin = 0.25 if training else 0.0
+        torch.testing.assert_close(out.loss, F.cross_entropy(20.0 * (cosine - margin * target), labels))
+    assert out.logits.abs().max() <= 20.0 + 1e-4
+
+
+def test_errors_name_the_problem():
+    model = tiny_model()
+    with pytest.raises(ValueError, match=r"\(batch, samples\)"):
+        model(torch.randn(16000))
+    with pytest.raises(ValueError, match="attention_mask shape"):
+        model(torch.randn(2, 16000), attention_mask=torch.ones(2, 15000, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"clip\(s\) \[1\] have \[300\] samples, fewer than one encoder frame \(400"):
+        values, mask = batch([16000, 300])
+        model(values, attention_mask=mask)
+    frames = model.num_frames(16000)
+    with pytest.raises(ValueError, match=r"gmp_labels must be \(batch, frames, 2\)"):
+        model(torch.randn(1, 16000), gmp_labels=torch.zeros(1, frames, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="gmp_labels has 40 frames but the encoder gives 49"):
+        model(torch.randn(1, 16000), gmp_labels=torch.zeros(1, 40, 2, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"gmp_labels\[\.\.\., 1\] must be in \[0, 7\)"):
+        gmp = torch.zeros(1, frames, 2, dtype=torch.long)
+        gmp[0, 3, 1] = 7
+        model(torch.randn(1, 16000), gmp_labels=gmp)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 4\) or -100, got values from 0 to 4"):
+        model(torch.randn(2, 16000), labels=torch.tensor([0, 4]))
+    with pytest.raises(ValueError, match=r"gender_labels must be in \[0, 2\)"):
+        model(torch.randn(1, 16000), gender_labels=torch.tensor([-1]))
+    with pytest.raises(ValueError, match="no GMP heads"):
+        tiny_model(gmp_cluster_sizes=())(torch.randn(1, 16000), gmp_labels=torch.zeros(1, frames, 1, dtype=torch.long))
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="pooling"):
+        HubertGMPConfig(pooling="max")
+    with pytest.raises(ValueError, match="emotion_head"):
+        HubertGMPConfig(emotion_head="cosface")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        HubertGMPConfig(gmp_cluster_sizes=(50, 1))
+    with pytest.raises(ValueError, match="mask_time_prob"):
+        HubertForGMPEmotion(tiny_config(gmp_loss_frames="masked", mask_time_prob=0.0))
+
+
+def test_config_frame_arithmetic_matches_the_model():
+    model = tiny_model()
+    config = model.config
+    assert config.min_input_samples == 400
+    lengths = [399, 400, 401, 719, 720, 721, 16000, 16319, 16320, 16321, 48000]
+    expected = [0, *model.num_frames(torch.tensor(lengths[1:])).tolist()]
+    assert [config.num_frames(n) for n in lengths] == expected
+    for n in lengths[1:6]:
+        assert model(torch.randn(1, n)).gmp_logits[0].shape[1] == config.num_frames(n)
+
+
+def test_config_serialises_all_fields(tmp_path):
+    config = tiny_config(pooling="attentive", emotion_head="am_softmax", am_margin=0.3, gmp_cluster_sizes=(4, 8, 16))
+    config.save_pretrained(tmp_path)
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert isinstance(loaded, HubertGMPConfig)
+    for key in ("pooling", "emotion_head", "am_margin", "am_scale", "gmp_cluster_sizes", "gender_labels", "id2label"):
+        assert getattr(loaded, key) == getattr(config, key)
+
+
+def test_save_and_load_give_identical_outputs(tmp_path):
+    model = tiny_model(pooling="attentive")
+    model.save_pretrained(tmp_path)
+    values, mask = batch([16000, 9000])
+    reloaded = HubertForGMPEmotion.from_pretrained(tmp_path).eval()
+    for auto in (AutoModel, AutoModelForAudioClassification):
+        assert isinstance(auto.from_pretrained(tmp_path), HubertForGMPEmotion)
+    a, b = model(values, attention_mask=mask), reloaded(values, attention_mask=mask)
+    torch.testing.assert_close(a.logits, b.logits, atol=0, rtol=0)
+    torch.testing.assert_close(a.gmp_logits[1], b.gmp_logits[1], atol=0, rtol=0)
+    assert (tmp_path / "preprocessor_config.json").is_file()
+
+
+def test_plain_hubert_checkpoint_loads_encoder_and_adds_new_heads(tmp_path):
+    torch.manual_seed(0)
+    plain_config = HubertConfig(**encoder_preset("tiny"))
+    plain = HubertModel(plain_config).eval()
+    plain.save_pretrained(tmp_path)
+    model = HubertForGMPEmotion.from_pretrained(tmp_path, num_labels=3, gmp_cluster_sizes=(6,)).eval()
+    assert model.config.num_labels == 3 and list(model.config.gmp_cluster_sizes) == [6]
+    for name, param in plain.state_dict().items():
+        torch.testing.assert_close(model.hubert.state_dict()[name], param, atol=0, rtol=0)
+    values = torch.randn(1, 16000)
+    hidden = model(values, output_hidden_states=True).hidden_states[-1]
+    torch.testing.assert_close(hidden, plain(values).last_hidden_state, atol=1e-6, rtol=0)
+
+
+def test_own_checkpoint_with_other_label_set(tmp_path):
+    tiny_model().save_pretrained(tmp_path)
+    id2label = {0: "anger", 1: "boredom", 2: "disgust", 3: "fear", 4: "happiness", 5: "sadness", 6: "neutral"}
+    model = HubertForGMPEmotion.from_pretrained(
+        tmp_path,
+        id2label=id2label,
+        label2id={v: k for k, v in id2label.items()},
+        gmp_cluster_sizes=(),
+        ignore_mismatched_sizes=True,
+    )
+    assert model.classifier.out_features == 7 and len(model.gmp_heads) == 0
+    assert model(torch.randn(1, 8000)).logits.shape == (1, 7)
+
+
+def test_freeze_feature_encoder_and_gradient_checkpointing_train():
+    model = tiny_model().train()
+    model.freeze_feature_encoder()
+    model.gradient_checkpointing_enable()
+    values, mask = batch([16000, 12000])
+    out = model(values, attention_mask=mask, labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    assert all(p.grad is None for p in model.hubert.feature_extractor.parameters())
+    assert model.classifier.weight.grad is not None
+    assert model.hubert.encoder.layers[0].attention.q_proj.weight.grad is not None

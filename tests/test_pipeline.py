@@ -1,0 +1,178 @@
+"""The audio-classification pipeline and loading a checkpoint without this package (trust_remote_code)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import soundfile
+import soxr
+import torch
+from conftest import speechlike, tiny_model
+from transformers import pipeline
+
+from gmp_tl_hf import default_feature_extractor
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("checkpoint")
+    model = tiny_model(seed=3)
+    model.save_pretrained(path)
+    default_feature_extractor().save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def classifier(checkpoint):
+    return pipeline("audio-classification", model=str(checkpoint), trust_remote_code=True)
+
+
+def reference_probs(checkpoint, waveform_16k: np.ndarray) -> dict[str, float]:
+    """What the pipeline should say: feature extractor + model + softmax, computed by hand."""
+    model = tiny_model(seed=3)
+    features = default_feature_extractor()(waveform_16k, sampling_rate=16000, return_tensors="pt")
+    with torch.no_grad():
+        probs = model(features.input_values).logits[0].softmax(-1)
+    return {model.config.id2label[i]: float(p) for i, p in enumerate(probs)}
+
+
+def as_dict(result: list[dict]) -> dict[str, float]:
+    return {item["label"]: item["score"] for item in result}
+
+
+def assert_same_scores(result, expected, atol=1e-5):
+    got = as_dict(result)
+    assert got.keys() == expected.keys()
+    for label, score in expected.items():
+        assert got[label] == pytest.approx(score, abs=atol)
+
+
+def test_checkpoint_carries_code_feature_extractor_and_pipeline(checkpoint):
+    names = {p.name for p in checkpoint.iterdir()}
+    assert {"modeling_hubert_gmp.py", "configuration_hubert_gmp.py", "pipeline_hubert_gmp.py", "audio_io.py"} <= names
+    assert "preprocessor_config.json" in names
+    config = json.loads((checkpoint / "config.json").read_text())
+    assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForAudioClassification"}
+    assert config["custom_pipelines"]["audio-classification"]["impl"] == "pipeline_hubert_gmp.SpeechEmotionPipeline"
+
+
+def test_numpy_input_gives_the_standard_output(checkpoint, classifier):
+    wave = speechlike(1.5)
+    result = classifier(wave)
+    assert [set(item) for item in result] == [{"label", "score"}] * 4
+    assert [item["score"] for item in result] == sorted((item["score"] for item in result), reverse=True)
+    assert_same_scores(result, reference_probs(checkpoint, wave))
+    assert len(classifier(wave, top_k=2)) == 2
+
+
+@pytest.mark.parametrize("rate", [22050, 44100, 48000])
+def test_other_sampling_rates_are_resampled(checkpoint, classifier, rate):
+    wave = speechlike(1.2, sampling_rate=rate)
+    expected = reference_probs(checkpoint, soxr.resample(wave, rate, 16000, quality="HQ"))
+    assert_same_scores(classifier({"array": wave, "sampling_rate": rate}), expected)
+    assert_same_scores(classifier(wave, sampling_rate=rate), expected)
+
+
+def test_file_paths_any_rate_and_stereo(checkpoint, classifier, tmp_path):
+    wave = speechlike(1.0, sampling_rate=44100)
+    expected = reference_probs(checkpoint, soxr.resample(wave, 44100, 16000, quality="HQ"))
+    soundfile.write(tmp_path / "clip.flac", wave, 44100)
+    assert_same_scores(classifier(str(tmp_path / "clip.flac")), expected, atol=1e-3)  # FLAC is 16-bit
+    stereo = np.stack([wave, 0.5 * wave], axis=1)
+    soundfile.write(tmp_path / "stereo.wav", stereo, 44100, subtype="FLOAT")
+    left = classifier(str(tmp_path / "stereo.wav"), channel=0)
+    assert_same_scores(left, expected)
+    mean = classifier(str(tmp_path / "stereo.wav"))
+    assert_same_scores(mean, reference_probs(checkpoint, soxr.resample(0.75 * wave, 44100, 16000, quality="HQ")))
+
+
+def test_gender_and_timeline_on_request(classifier):
+    result = classifier(speechlike(2.0), return_gender=True, return_timeline=True, timeline_window=0.5)
+    assert set(result) == {"emotion", "gender", "timeline"}
+    assert {item["label"] for item in result["gender"]} == {"female", "male"}
+    assert sum(item["score"] for item in result["gender"]) == pytest.approx(1.0)
+    timeline = result["timeline"]
+    assert [segment["start"] for segment in timeline] == [0.0, 0.5, 1.0, 1.5]
+    assert timeline[-1]["end"] == pytest.approx(1.98)  # 99 frames of 20 ms
+    assert all(segment["label"] in {"neutral", "happy", "angry", "sad"} for segment in timeline)
+    only_gender = classifier(speechlike(1.0), return_gender=True)
+    assert set(only_gender) == {"emotion", "gender"}
+
+
+def test_batched_calls_match_single_calls(classifier):
+    waves = [speechlike(seconds, seed=i) for i, seconds in enumerate([0.6, 1.7, 1.1])]
+    single = [classifier(wave) for wave in waves]
+    batched = classifier(waves, batch_size=3)
+    for one, many in zip(single, batched):
+        assert_same_scores(many, as_dict(one))
+
+
+def test_bad_input_names_the_file_and_the_reason(classifier, tmp_path):
+    # The pipeline runs the checkpoint's copy of audio_io, so its AudioError is matched as the ValueError it is.
+    with pytest.raises(ValueError, match=r"missing\.wav: file not found"):
+        classifier(str(tmp_path / "missing.wav"))
+    (tmp_path / "corrupt.wav").write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
+    with pytest.raises(ValueError, match=r"corrupt\.wav: unreadable or corrupt audio"):
+        classifier(str(tmp_path / "corrupt.wav"))
+    soundfile.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match=r"empty\.wav: empty audio"):
+        classifier(str(tmp_path / "empty.wav"))
+    soundfile.write(tmp_path / "short.wav", np.zeros(300, dtype=np.float32), 16000)
+    with pytest.raises(ValueError, match=r"short\.wav: 300 samples at 16 kHz is shorter than one encoder frame"):
+        classifier(str(tmp_path / "short.wav"))
+    nan = speechlike(1.0)
+    nan[100:110] = np.nan
+    with pytest.raises(ValueError, match="10 of 16000 samples are NaN or infinite"):
+        classifier(nan)
+    with pytest.raises(ValueError, match='needs "sampling_rate"'):
+        classifier({"array": speechlike(1.0)})
+
+
+def test_real_emodb_file(emodb_dir, classifier):
+    result = classifier(str(emodb_dir / "03a01Wa.wav"), return_gender=True)
+    assert len(result["emotion"]) == 4
+    assert sum(item["score"] for item in result["emotion"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_fresh_process_without_the_package(checkpoint, tmp_path):
+    """Model, Auto classes and pipeline load from the folder alone in a process that never imports gmp_tl_hf."""
+    wave = speechlike(1.3, sampling_rate=48000)
+    np.save(tmp_path / "wave.npy", wave)
+    soundfile.write(tmp_path / "clip.wav", wave, 48000, subtype="FLOAT")
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np
+        from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, pipeline
+        path = {str(checkpoint)!r}
+        config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+        model = AutoModelForAudioClassification.from_pretrained(path, trust_remote_code=True)
+        base = AutoModel.from_pretrained(path, trust_remote_code=True)
+        classify = pipeline("audio-classification", model=path, trust_remote_code=True)
+        wave = np.load({str(tmp_path / "wave.npy")!r})
+        print(json.dumps({{
+            "classes": [type(config).__name__, type(model).__name__, type(base).__name__, type(classify).__name__],
+            "array": classify({{"array": wave, "sampling_rate": 48000}}),
+            "file": classify({str(tmp_path / "clip.wav")!r}),
+            "imported": "gmp_tl_hf" in sys.modules,
+        }}))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["classes"] == [
+        "HubertGMPConfig",
+        "HubertForGMPEmotion",
+        "HubertForGMPEmotion",
+        "SpeechEmotionPipeline",
+    ]
+    assert report["imported"] is False
+    expected = reference_probs(checkpoint, soxr.resample(wave, 48000, 16000, quality="HQ"))
+    assert_same_scores(report["array"], expected)
+    assert_same_scores(report["file"], expected)
