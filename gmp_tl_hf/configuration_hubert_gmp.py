@@ -7,6 +7,7 @@ This file is copied next to every saved checkpoint (``trust_remote_code``), so i
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import ClassVar
 
 from transformers import HubertConfig
 
@@ -54,6 +55,14 @@ class HubertGMPConfig(HubertConfig):
     """
 
     model_type = "hubert_gmp"
+    # Per-frame outputs stay out of the Trainer's gathered eval predictions (emotion + gender logits only).
+    keys_to_ignore_at_inference: ClassVar[list[str]] = [
+        "gmp_logits",
+        "frame_logits",
+        "frame_mask",
+        "hidden_states",
+        "attentions",
+    ]
 
     def __init__(
         self,
