@@ -267,21 +267,14 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             ).to(device=input_values.device, dtype=torch.bool)
             gmp_labels = gmp_labels.masked_fill(~mask_time_indices[..., None], IGNORE_INDEX)
 
-        group_norm_lengths = (
-            sample_lengths if attention_mask is not None and self.config.feat_extract_norm == "group" else None
+        outputs = self._encode(
+            input_values,
+            attention_mask,
+            sample_lengths,
+            mask_time_indices=mask_time_indices,
+            output_attentions=output_attentions,
+            output_hidden_states=True if self.config.use_weighted_layer_sum else output_hidden_states,
         )
-        token = _VALID_SAMPLES.set(group_norm_lengths)
-        try:
-            outputs = self.hubert(
-                input_values,
-                attention_mask=attention_mask,
-                mask_time_indices=mask_time_indices,
-                output_attentions=output_attentions,
-                output_hidden_states=True if self.config.use_weighted_layer_sum else output_hidden_states,
-                return_dict=True,
-            )
-        finally:
-            _VALID_SAMPLES.reset(token)
 
         if self.config.use_weighted_layer_sum:
             stacked = torch.stack(outputs.hidden_states, dim=1)
@@ -309,6 +302,40 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             attentions=outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    def _encode(self, input_values, attention_mask, sample_lengths, **kwargs):
+        """Run the HuBERT encoder with the batch's valid lengths visible to the GroupNorm conv layer."""
+        group_norm = attention_mask is not None and self.config.feat_extract_norm == "group"
+        token = _VALID_SAMPLES.set(sample_lengths if group_norm else None)
+        try:
+            return self.hubert(input_values, attention_mask=attention_mask, return_dict=True, **kwargs)
+        finally:
+            _VALID_SAMPLES.reset(token)
+
+    def layer_features(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, layer: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frame features after transformer layer ``layer`` (1-based as in fairseq; default: the last)
+        and the valid-frame mask, without computing the layers above ``layer``.
+
+        The encoder is truncated for the duration of the call, so do not run the same model object from
+        another thread meanwhile.
+        """
+        layers = self.hubert.encoder.layers
+        layer = len(layers) if layer is None else layer
+        if not 1 <= layer <= len(layers):
+            raise ValueError(f"layer must be in [1, {len(layers)}] for this {len(layers)}-layer encoder, got {layer}")
+        sample_lengths = self._check_inputs(input_values, attention_mask)
+        frames = int(self.num_frames(input_values.shape[1]))
+        frame_mask = (
+            torch.arange(frames, device=input_values.device)[None, :] < self.num_frames(sample_lengths)[:, None]
+        )
+        self.hubert.encoder.layers = layers[:layer]
+        try:
+            outputs = self._encode(input_values, attention_mask, sample_lengths, output_hidden_states=True)
+        finally:
+            self.hubert.encoder.layers = layers
+        return outputs.hidden_states[layer], frame_mask
 
     def _check_inputs(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """Validate the waveform batch and return the valid length of each clip."""

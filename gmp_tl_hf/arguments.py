@@ -1,0 +1,175 @@
+"""Recipe arguments (dataclasses for ``HfArgumentParser``) and config-file parsing.
+
+Every recipe reads ``--config file.yaml`` (or ``.json``) for defaults; command-line flags override
+the file. Values the paper leaves open are marked "our choice" in their help text.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import HfArgumentParser, TrainingArguments
+
+
+@dataclass
+class DataArguments:
+    dataset: str = field(
+        default="emodb",
+        metadata={
+            "help": "iemocap, emodb, ravdess, cremad, manifest (data_dir = the CSV/JSONL), audiofolder, synthetic"
+        },
+    )
+    data_dir: str | None = field(default=None, metadata={"help": "Corpus folder (IEMOCAP: IEMOCAP_full_release)."})
+    classes: str | None = field(
+        default=None, metadata={"help": "native or iemocap4 (default: iemocap4 for IEMOCAP, native otherwise)."}
+    )
+    fold_protocol: str | None = field(
+        default=None, metadata={"help": "loso or speakers-N (default: loso for IEMOCAP, speakers-5 otherwise)."}
+    )
+    fold: int = field(default=0, metadata={"help": "Test fold (0-based)."})
+    validation: str = field(
+        default="random",
+        metadata={"help": "Validation set carved from the training folds: random, speakers or none (our choice)."},
+    )
+    validation_size: float = field(
+        default=0.1, metadata={"help": "Fraction (random) or number of speakers (speakers) held out for validation."}
+    )
+    max_duration: float | None = field(
+        default=8.0, metadata={"help": "Random crop of training clips, seconds (our choice; eval uses full clips)."}
+    )
+    channel: int | None = field(
+        default=None, metadata={"help": "Keep this channel of multi-channel audio (else average)."}
+    )
+    on_error: str = field(
+        default="raise", metadata={"help": "Bad audio: raise (list them all) or skip (log and drop)."}
+    )
+    split_seed: int = field(default=0, metadata={"help": "Seed of the speaker folds and the validation split."})
+    synthetic_speakers_per_gender: int = field(default=4, metadata={"help": "dataset=synthetic: speakers per gender."})
+    synthetic_utterances_per_emotion: int = field(
+        default=10, metadata={"help": "dataset=synthetic: clips per speaker/emotion."}
+    )
+
+    def __post_init__(self):
+        if self.fold_protocol is None:
+            self.fold_protocol = "loso" if self.dataset == "iemocap" else "speakers-5"
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(
+        default="facebook/hubert-base-ls960",
+        metadata={"help": "Pre-trained HuBERT (Hub id or folder); stage 2: the stage-1 model."},
+    )
+    encoder_preset: str | None = field(
+        default=None,
+        metadata={"help": "tiny, small or base: start from a random encoder of that size instead (offline studies)."},
+    )
+    freeze_feature_encoder: bool = field(default=True, metadata={"help": "Freeze the conv feature encoder."})
+    pooling: str = field(default="mean", metadata={"help": "mean (paper) or attentive."})
+    emotion_head: str | None = field(default=None, metadata={"help": "linear or am_softmax (default: per stage)."})
+    am_margin: float = field(default=0.2, metadata={"help": "AM-Softmax margin."})
+    am_scale: float = field(default=30.0, metadata={"help": "AM-Softmax scale."})
+    gender_loss_weight: float | None = field(
+        default=None, metadata={"help": "Weight of the gender CE (default: 1.0 for mtl, 0 otherwise)."}
+    )
+    gmp_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the mean GMP frame CE (stage 1)."})
+    gmp_loss_frames: str = field(default="all", metadata={"help": "all frames (our choice) or masked frames only."})
+    use_weighted_layer_sum: bool = field(default=False, metadata={"help": "Learned weighted sum of all layers."})
+    mask_time_prob: float | None = field(default=None, metadata={"help": "Override SpecAugment time masking."})
+    layerdrop: float | None = field(default=None, metadata={"help": "Override LayerDrop."})
+    gmp_dir: str | None = field(default=None, metadata={"help": "Stage 1: output folder of the GMP extraction."})
+
+
+@dataclass
+class GMPArguments:
+    model_name_or_path: str = field(default="", metadata={"help": "The MTL model whose features are clustered."})
+    output_dir: str = field(default="gmp", metadata={"help": "Where the quantizer and labelled datasets go."})
+    layer: int | None = field(
+        default=None,
+        metadata={"help": "Encoder layer, 1-based (default: 3/4 of the depth: 9 of 12, 18 of 24; our choice)."},
+    )
+    cluster_sizes: list[int] = field(default_factory=lambda: [50, 100, 500], metadata={"help": "K per scale."})
+    gender_mode: str = field(default="mtl", metadata={"help": "mtl, offset or per_gender (see the README)."})
+    fit_fraction: float = field(default=1.0, metadata={"help": "Fraction of training frames sampled for k-means."})
+    max_fit_frames: int = field(default=500_000, metadata={"help": "Cap on the frames k-means is fitted on."})
+    transductive: bool = field(
+        default=False, metadata={"help": "Also cluster the (unlabelled) test-fold audio. Leaks test data."}
+    )
+    kmeans_max_iter: int = field(default=50, metadata={"help": "Lloyd iterations at most."})
+    batch_seconds: float = field(default=160.0, metadata={"help": "Audio seconds per feature-extraction batch."})
+    autocast: str | None = field(default=None, metadata={"help": "bf16 or fp16 autocast for extraction (GPU)."})
+    seed: int = field(default=0, metadata={"help": "k-means seed."})
+    overwrite: bool = field(default=False, metadata={"help": "Recompute features even if the folder has them."})
+
+
+# TrainingArguments defaults of the recipes (each can be overridden in the config file or on the command line).
+TRAINING_DEFAULTS: dict[str, Any] = {
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "save_total_limit": 2,
+    "load_best_model_at_end": True,
+    "metric_for_best_model": "uar",
+    "greater_is_better": True,
+    "logging_steps": 10,
+    "report_to": "none",
+    "per_device_train_batch_size": 8,
+    "per_device_eval_batch_size": 8,
+    "learning_rate": 5e-5,
+    "warmup_steps": 0.1,
+    "num_train_epochs": 20,
+    "train_sampling_strategy": "group_by_length",
+    "length_column_name": "num_samples",
+    "dataloader_pin_memory": False,
+}
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {path} not found")
+    text = path.read_text()
+    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} must hold a mapping of argument names to values")
+    return values
+
+
+def parse_args(
+    dataclass_types: Sequence[type], argv: Sequence[str] | None = None, defaults: dict[str, Any] | None = None
+) -> tuple:
+    """Parse ``argv`` into the dataclasses; ``--config FILE`` supplies defaults, flags override them.
+
+    ``defaults`` (the recipe's own, e.g. :data:`TRAINING_DEFAULTS`) rank below the config file.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    values: dict[str, Any] = dict(defaults or {})
+    if "--config" in argv:
+        at = argv.index("--config")
+        values.update(load_config_file(argv[at + 1]))
+        del argv[at : at + 2]
+    parser = HfArgumentParser(dataclass_types)
+    known = {action.dest: action for action in parser._actions}
+    unknown = sorted(set(values) - set(known))
+    if unknown:
+        raise ValueError(f"unknown argument(s) in the config: {unknown}")
+    for name in values:
+        known[name].required = False
+    parser.set_defaults(**values)
+    return parser.parse_args_into_dataclasses(args=argv)
+
+
+def split_values(values: dict[str, Any], dataclass_type: type) -> dict[str, Any]:
+    """The entries of ``values`` that are fields of ``dataclass_type``."""
+    names = {f.name for f in fields(dataclass_type)}
+    return {key: value for key, value in values.items() if key in names}
+
+
+def training_arguments(output_dir: str | Path, **overrides) -> TrainingArguments:
+    """TrainingArguments with the recipe defaults, ``overrides`` on top."""
+    return TrainingArguments(output_dir=str(output_dir), **{**TRAINING_DEFAULTS, **overrides})

@@ -1,0 +1,198 @@
+"""Cross-validation driver: the whole chain on every fold, then per-fold and mean +- std tables.
+
+Per fold ``k`` (``output_dir/fold<k>/``): MTL -> GMP extraction (k-means on that fold's training data
+only) -> stage 1 -> stage 2, each step in its own folder and skipped when its results already exist,
+so an interrupted run picks up where it stopped. ``chain="mtl"`` stops after the MTL model and
+``chain="plain"`` runs the plain fine-tuning baseline instead.
+
+The config (YAML/JSON) has sections ``data``, ``model``, ``gmp``, ``training`` (shared
+TrainingArguments) and per-stage overrides ``plain``, ``mtl``, ``stage1``, ``stage2`` (model or
+training fields).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from transformers import TrainingArguments
+
+from .arguments import TRAINING_DEFAULTS, DataArguments, GMPArguments, ModelArguments, load_config_file, split_values
+from .metrics import aggregate_folds
+
+logger = logging.getLogger(__name__)
+
+CHAINS = {"plain": ("plain",), "mtl": ("mtl",), "gmp-tl": ("mtl", "extract", "stage1", "stage2")}
+SECTIONS = ("data", "model", "gmp", "training", "plain", "mtl", "stage1", "stage2", "cv")
+
+
+def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """``section.key=value`` strings (value parsed as YAML) on top of ``config``."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in SECTIONS:
+            raise ValueError(f"--set takes section.key=value with a section in {SECTIONS}, got {item!r}")
+        config.setdefault(section, {})[name] = yaml.safe_load(value)
+    return config
+
+
+def _stage_arguments(config: dict, stage: str, fold: int, output_dir: Path, source: str | None):
+    section = {**config.get("training", {}), **config.get(stage, {})}
+    data_args = DataArguments(**{**config.get("data", {}), "fold": fold})
+    model_values = {**config.get("model", {}), **split_values(section, ModelArguments)}
+    if source is not None:
+        model_values["model_name_or_path"] = source
+        model_values.pop("encoder_preset", None)
+    if stage == "stage1":
+        model_values["gmp_dir"] = str(output_dir.parent / "gmp")
+    training_values = {**TRAINING_DEFAULTS, **split_values(section, TrainingArguments)}
+    unknown = set(section) - set(split_values(section, ModelArguments)) - set(split_values(section, TrainingArguments))
+    if unknown:
+        raise ValueError(f"unknown keys in the training/{stage} sections: {sorted(unknown)}")
+    training_args = TrainingArguments(output_dir=str(output_dir), **training_values)
+    return data_args, ModelArguments(**model_values), training_args
+
+
+def run_fold(config: dict, fold: int, output_dir: Path, chain: str, init: str | None) -> dict[str, Any]:
+    """One fold of the chain; returns each stage's results."""
+    from .gmp_extraction import run_extract
+    from .training import RESULTS_NAME, run_finetune
+
+    fold_dir = output_dir / f"fold{fold}"
+    results: dict[str, Any] = {}
+    for step in CHAINS[chain]:
+        step_dir = fold_dir / ("gmp" if step == "extract" else step)
+        if step == "extract":
+            gmp_values = {
+                **config.get("gmp", {}),
+                "model_name_or_path": str(fold_dir / "mtl"),
+                "output_dir": str(step_dir),
+            }
+            data_args = DataArguments(**{**config.get("data", {}), "fold": fold})
+            results["gmp"] = run_extract(GMPArguments(**gmp_values), data_args)
+            continue
+        if (step_dir / RESULTS_NAME).is_file():
+            logger.warning("fold %d %s: done earlier, reusing %s", fold, step, step_dir)
+            results[step] = json.loads((step_dir / RESULTS_NAME).read_text())
+            continue
+        source = str(fold_dir / "stage1") if step == "stage2" else init
+        data_args, model_args, training_args = _stage_arguments(config, step, fold, step_dir, source)
+        logger.warning("fold %d %s: training in %s", fold, step, step_dir)
+        results[step] = run_finetune(step, data_args, model_args, training_args)
+    return results
+
+
+def run_cv(config: dict, output_dir: str | Path, chain: str = "gmp-tl", folds: list[int] | None = None) -> dict:
+    """Run ``chain`` on ``folds`` (default: all) and write ``cv_results.{json,md}`` and ``confusion.png``."""
+    from .training import load_data, materialize_random_encoder
+
+    if chain not in CHAINS:
+        raise ValueError(f"chain must be one of {sorted(CHAINS)}, got {chain!r}")
+    unknown = set(config) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"unknown config sections {sorted(unknown)}; expected {SECTIONS}")
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    data_args = DataArguments(**config.get("data", {}))
+    all_folds = sorted(set(load_data(data_args)["fold"]))
+    folds = all_folds if folds is None else folds
+    preset = config.get("model", {}).get("encoder_preset")
+    seed = config.get("training", {}).get("seed", 42)
+    init = materialize_random_encoder(preset, output_dir / "random_init", seed) if preset else None
+
+    start = time.perf_counter()
+    per_fold = {}
+    for fold in folds:
+        per_fold[fold] = run_fold(config, fold, output_dir, chain, init)
+    stages = [s for s in ("plain", "mtl", "stage1", "stage2") if all(s in r for r in per_fold.values())]
+    summary: dict[str, Any] = {
+        "chain": chain,
+        "folds": folds,
+        "stages": {
+            stage: {
+                "per_fold": {
+                    f: {k: r[stage]["test"][k] for k in ("war", "uar", "macro_f1")} for f, r in per_fold.items()
+                },
+                **aggregate_folds([r[stage]["test"] for r in per_fold.values()]),
+            }
+            for stage in stages
+        },
+        "final_stage": CHAINS[chain][-1],
+        "wall_time_s": time.perf_counter() - start,
+    }
+    (output_dir / "cv_results.json").write_text(json.dumps(summary, indent=2))
+    (output_dir / "cv_results.md").write_text(results_markdown(summary))
+    plot_confusion(summary["stages"][summary["final_stage"]], output_dir / "confusion.png")
+    return summary
+
+
+def results_markdown(summary: dict) -> str:
+    """Per-fold and mean +- std WAR/UAR of every stage, in percent."""
+    lines = ["| stage | " + " | ".join(f"fold {f}" for f in summary["folds"]) + " | WAR mean ± std | UAR mean ± std |"]
+    lines.append("|---" * (len(summary["folds"]) + 3) + "|")
+    for stage, scores in summary["stages"].items():
+        cells = [
+            f"{100 * scores['per_fold'][f]['war']:.1f} / {100 * scores['per_fold'][f]['uar']:.1f}"
+            for f in summary["folds"]
+        ]
+        war = f"{100 * scores['war_mean']:.1f} ± {100 * scores['war_std']:.1f}"
+        uar = f"{100 * scores['uar_mean']:.1f} ± {100 * scores['uar_std']:.1f}"
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {war} | {uar} |")
+    return "Test-fold WAR / UAR (%) per fold.\n\n" + "\n".join(lines) + "\n"
+
+
+def plot_confusion(scores: dict, path: Path) -> None:
+    """The pooled (all folds) confusion matrix, row-normalised, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    matrix = np.asarray(scores["pooled_confusion_matrix"], dtype=float)
+    normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
+    labels = scores["labels"]
+    figure, axis = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
+    axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
+    axis.set_yticks(range(len(labels)), labels)
+    axis.set_xlabel("predicted")
+    axis.set_ylabel("reference")
+    for i in range(len(labels)):
+        for j in range(len(labels)):
+            axis.text(j, i, f"{normalised[i, j]:.2f}\n({int(matrix[i, j])})", ha="center", va="center", fontsize=8,
+                      color="white" if normalised[i, j] > 0.5 else "black")  # fmt: skip
+    axis.set_title(f"pooled confusion, WAR {100 * scores['pooled_war']:.1f} / UAR {100 * scores['pooled_uar']:.1f}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(
+        prog="gmp-tl cv", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--config", required=True, help="YAML/JSON config with the sections above")
+    parser.add_argument("--output_dir", required=True)
+    parser.add_argument("--chain", choices=sorted(CHAINS), default=None, help="default: cv.chain or gmp-tl")
+    parser.add_argument("--folds", type=int, nargs="+", default=None, help="default: cv.folds or all")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    args = parser.parse_args(argv)
+    config = apply_overrides(load_config_file(args.config), args.overrides)
+    cv_section = config.pop("cv", {})
+    summary = run_cv(
+        config, args.output_dir, args.chain or cv_section.get("chain", "gmp-tl"), args.folds or cv_section.get("folds")
+    )
+    print(results_markdown(summary))
+    print(
+        f"results: {Path(args.output_dir) / 'cv_results.md'}; "
+        f"confusion matrix: {Path(args.output_dir) / 'confusion.png'}"
+    )
+    return summary

@@ -1,0 +1,219 @@
+"""Frame features of one encoder layer for a whole dataset, streamed to float16 shards on disk.
+
+Like fairseq's ``dump_hubert_feature.py``: the encoder runs in length-sorted batches, only the
+valid frames of each clip are kept, and every ``shard_frames`` frames go to ``<rank>-<n>.npy`` with a
+JSON sidecar naming the utterances. A sidecar is written last, so a shard exists only when complete:
+an interrupted run resumes where it stopped. Memory stays at one shard whatever the dataset size.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from datasets import Dataset
+from tqdm.auto import tqdm
+from transformers import Wav2Vec2FeatureExtractor
+
+from .audio_io import TARGET_SAMPLING_RATE
+from .data import decode
+
+META_NAME = "features.json"
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Hash of the weights: ties features, codebooks and labels to the model that made them."""
+    digest = hashlib.blake2b(digest_size=12)
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())  # buffer, no copy
+    return digest.hexdigest()
+
+
+def clip_lengths(dataset: Dataset) -> list[int]:
+    """Samples per clip at 16 kHz: the ``num_samples`` column of :func:`scan_audio`, else from ``duration``."""
+    if "num_samples" in dataset.column_names:
+        return list(dataset["num_samples"])
+    return [round(d * TARGET_SAMPLING_RATE) for d in dataset["duration"]]
+
+
+def length_sorted_batches(lengths: list[int], max_batch_samples: int, max_batch_size: int) -> list[list[int]]:
+    """Indices grouped longest-first into batches of at most ``max_batch_size`` clips and
+    ``max_batch_samples`` padded samples (a longer clip gets a batch of its own)."""
+    batches, current = [], []
+    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if current and (len(current) == max_batch_size or lengths[current[0]] * (len(current) + 1) > max_batch_samples):
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches
+
+
+@dataclass
+class Shard:
+    ids: list[str]
+    lengths: list[int]
+    genders: list[int]
+    features: np.ndarray  # (sum(lengths), dim) float16, memory-mapped
+
+
+class FrameFeatureStore:
+    """Read side of a feature directory written by :func:`extract_frame_features`."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        meta_path = self.directory / META_NAME
+        if not meta_path.is_file():
+            raise FileNotFoundError(f"{self.directory} holds no frame features ({META_NAME} missing)")
+        self.meta = json.loads(meta_path.read_text())
+        self.sidecars = sorted(self.directory.glob("*.json"))
+        self.sidecars = [p for p in self.sidecars if p.name != META_NAME]
+
+    @property
+    def dim(self) -> int:
+        return int(self.meta["dim"])
+
+    @property
+    def layer(self) -> int:
+        return int(self.meta["layer"])
+
+    def _sidecar(self, path: Path) -> dict:
+        return json.loads(path.read_text())
+
+    @property
+    def ids(self) -> list[str]:
+        return [i for path in self.sidecars for i in self._sidecar(path)["ids"]]
+
+    @property
+    def num_frames(self) -> int:
+        return sum(sum(self._sidecar(path)["lengths"]) for path in self.sidecars)
+
+    def shards(self) -> Iterator[Shard]:
+        for path in self.sidecars:
+            info = self._sidecar(path)
+            features = np.load(path.with_suffix(".npy"), mmap_mode="r")
+            yield Shard(info["ids"], info["lengths"], info["genders"], features)
+
+    def sample(self, fraction: float = 1.0, max_frames: int | None = None, seed: int = 0):
+        """A random ``fraction`` of all frames (at most ``max_frames``) as float32, with each frame's
+        gender id; memory is that of the sample only (cf. fairseq's ``--percent``)."""
+        if not 0 < fraction <= 1:
+            raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+        rng = np.random.default_rng(seed)
+        parts, genders = [], []
+        for shard in self.shards():
+            keep = np.flatnonzero(rng.random(len(shard.features)) < fraction)
+            parts.append(np.asarray(shard.features[keep], dtype=np.float32))
+            genders.append(np.repeat(shard.genders, shard.lengths)[keep])
+        if not parts or sum(len(p) for p in parts) == 0:
+            raise ValueError(f"no frames sampled from {self.directory} (empty store or fraction too small)")
+        features, frame_genders = np.concatenate(parts), np.concatenate(genders)
+        if max_frames is not None and len(features) > max_frames:
+            keep = np.sort(rng.choice(len(features), max_frames, replace=False))
+            features, frame_genders = features[keep], frame_genders[keep]
+        return features, frame_genders
+
+
+def _write_shard(directory: Path, name: str, frames: list[np.ndarray], ids, lengths, genders) -> None:
+    temporary = directory / f".{name}.npy.tmp"
+    with temporary.open("wb") as handle:
+        np.save(handle, np.concatenate(frames))
+    os.replace(temporary, directory / f"{name}.npy")
+    sidecar = {"ids": ids, "lengths": lengths, "genders": genders}
+    (directory / f".{name}.json.tmp").write_text(json.dumps(sidecar))
+    os.replace(directory / f".{name}.json.tmp", directory / f"{name}.json")  # the commit point
+
+
+@torch.inference_mode()
+def extract_frame_features(
+    model,
+    dataset: Dataset,
+    output_dir: str | Path,
+    layer: int,
+    feature_extractor: Wav2Vec2FeatureExtractor,
+    max_batch_seconds: float = 160.0,
+    max_batch_size: int = 16,
+    autocast_dtype: torch.dtype | None = None,
+    shard_frames: int = 65536,
+    channel: int | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    overwrite: bool = False,
+) -> FrameFeatureStore:
+    """Run ``model`` (a :class:`HubertForGMPEmotion`) over ``dataset`` and store layer ``layer``.
+
+    Needs the columns ``audio``, ``id`` and ``gender`` (and ``num_samples`` from :func:`scan_audio`
+    for the length sort). With ``world_size > 1`` each rank takes every ``world_size``-th batch and
+    writes its own shards into the same directory. ``autocast_dtype`` (torch.bfloat16 or
+    torch.float16) speeds up GPUs; features are stored as float16 either way.
+    """
+    if len(dataset) == 0:
+        raise ValueError("cannot extract features from an empty dataset")
+    directory = Path(output_dir)
+    meta = {
+        "layer": layer,
+        "dim": model.config.hidden_size,
+        "model": str(model.config.name_or_path),
+        "model_fingerprint": model_fingerprint(model),
+        "dataset_fingerprint": getattr(dataset, "_fingerprint", ""),
+        "feature_extractor": feature_extractor.to_dict(),
+    }
+    meta_path = directory / META_NAME
+    if meta_path.is_file() and not overwrite:
+        existing = json.loads(meta_path.read_text())
+        changed = [key for key in meta if existing.get(key) != meta[key]]
+        if changed:
+            raise ValueError(f"{directory} holds features of another setup ({changed} differ); use overwrite=True")
+    elif meta_path.is_file() and rank == 0:
+        for path in directory.iterdir():
+            if path.suffix in (".npy", ".json") or path.name.endswith(".tmp"):
+                path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    if rank == 0 and not meta_path.is_file():
+        meta_path.write_text(json.dumps(meta, indent=2))
+
+    done = set(FrameFeatureStore(directory).ids) if meta_path.is_file() else set()
+    shard_index = len(list(directory.glob(f"r{rank}-*.json")))
+    ids, genders, lengths = dataset["id"], dataset["gender"], clip_lengths(dataset)
+    batches = length_sorted_batches(lengths, int(max_batch_seconds * TARGET_SAMPLING_RATE), max_batch_size)
+    mine = [b for b in batches[rank::world_size] if any(ids[i] not in done for i in b)]
+    device = next(model.parameters()).device
+    model.eval()
+    buffer: list[np.ndarray] = []
+    buffer_ids: list[str] = []
+    buffer_lengths: list[int] = []
+    buffer_genders: list[int] = []
+    bar = tqdm(total=sum(len(b) for b in mine), desc=f"layer-{layer} features", unit="clip", disable=rank != 0)
+    for batch in mine:
+        batch = [i for i in batch if ids[i] not in done]
+        rows = dataset.select(batch)
+        waves = [decode(audio, channel, model.config.min_input_samples) for audio in rows["audio"]]
+        inputs = feature_extractor(
+            waves, sampling_rate=TARGET_SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
+        ).to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            hidden, frame_mask = model.layer_features(inputs["input_values"], inputs["attention_mask"], layer)
+        hidden = hidden.to(torch.float16).cpu().numpy()
+        frame_counts = frame_mask.sum(1).tolist()
+        for position, index in enumerate(batch):
+            buffer.append(hidden[position, : frame_counts[position]])
+            buffer_ids.append(ids[index])
+            buffer_lengths.append(frame_counts[position])
+            buffer_genders.append(int(genders[index]))
+        if sum(buffer_lengths) >= shard_frames:
+            _write_shard(directory, f"r{rank}-{shard_index:05d}", buffer, buffer_ids, buffer_lengths, buffer_genders)
+            shard_index += 1
+            buffer, buffer_ids, buffer_lengths, buffer_genders = [], [], [], []
+        bar.update(len(batch))
+    if buffer:
+        _write_shard(directory, f"r{rank}-{shard_index:05d}", buffer, buffer_ids, buffer_lengths, buffer_genders)
+    bar.close()
+    return FrameFeatureStore(directory)

@@ -1,0 +1,12 @@
+"""The plain fine-tuning recipe (see gmp_tl_hf.training). Runs under python, torchrun or accelerate launch:
+
+python recipes/plain_finetune.py --config recipes/configs/<config>.yaml --output_dir runs/plain
+accelerate launch --multi_gpu --num_processes 2 recipes/plain_finetune.py ...
+"""
+
+from gmp_tl_hf.cli import setup_logging
+from gmp_tl_hf.training import main
+
+if __name__ == "__main__":
+    setup_logging()
+    main("plain")

@@ -1,0 +1,12 @@
+"""The stage2 fine-tuning recipe (see gmp_tl_hf.training). Runs under python, torchrun or accelerate launch:
+
+python recipes/stage2_finetune.py --config recipes/configs/<config>.yaml --output_dir runs/stage2
+accelerate launch --multi_gpu --num_processes 2 recipes/stage2_finetune.py ...
+"""
+
+from gmp_tl_hf.cli import setup_logging
+from gmp_tl_hf.training import main
+
+if __name__ == "__main__":
+    setup_logging()
+    main("stage2")

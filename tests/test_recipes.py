@@ -1,0 +1,239 @@
+"""The recipes end to end on a tiny synthetic corpus: CV chain, resume, 2 processes, Hub push and reload."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import yaml
+from conftest import REPO_ROOT
+from hub_server import HubServer
+from safetensors.torch import load_file
+from transformers import Trainer, TrainingArguments
+
+from gmp_tl_hf.arguments import DataArguments, GMPArguments, ModelArguments, parse_args
+from gmp_tl_hf.cross_validation import run_cv
+from gmp_tl_hf.gmp_extraction import run_extract
+from gmp_tl_hf.training import run_finetune
+
+TINY_DATA = {
+    "dataset": "synthetic",
+    "synthetic_speakers_per_gender": 2,
+    "synthetic_utterances_per_emotion": 3,
+    "fold_protocol": "speakers-2",
+    "validation_size": 0.25,
+    "max_duration": 1.5,
+}
+TINY_TRAINING = {
+    "max_steps": 4,
+    "per_device_train_batch_size": 4,
+    "per_device_eval_batch_size": 8,
+    "eval_strategy": "steps",
+    "save_strategy": "steps",
+    "eval_steps": 2,
+    "save_steps": 2,
+    "logging_steps": 2,
+    "learning_rate": 1e-3,
+    "warmup_steps": 0,
+    "disable_tqdm": True,
+    "seed": 7,
+}
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("synthetic"))
+
+
+def tiny_config(corpus_dir: str) -> dict:
+    return {
+        "data": {**TINY_DATA, "data_dir": corpus_dir},
+        "model": {"encoder_preset": "tiny", "freeze_feature_encoder": False, "layerdrop": 0.0},
+        "gmp": {"cluster_sizes": [4, 8], "kmeans_max_iter": 5},
+        "training": TINY_TRAINING,
+    }
+
+
+def test_config_file_and_flags(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        yaml.safe_dump({"dataset": "iemocap", "fold": 2, "learning_rate": 1e-4, "pooling": "attentive"})
+    )
+    data, model, training = parse_args(
+        (DataArguments, ModelArguments, TrainingArguments),
+        ["--config", str(tmp_path / "c.yaml"), "--fold", "3", "--output_dir", str(tmp_path)],
+    )
+    assert (data.dataset, data.fold, data.fold_protocol, model.pooling, training.learning_rate) == (
+        "iemocap",
+        3,
+        "loso",
+        "attentive",
+        1e-4,
+    )
+    (tmp_path / "bad.yaml").write_text("no_such_option: 1\n")
+    with pytest.raises(ValueError, match=r"unknown argument\(s\) in the config: \['no_such_option'\]"):
+        parse_args((DataArguments,), ["--config", str(tmp_path / "bad.yaml")])
+
+
+def test_cv_chain_writes_models_reports_and_skips_finished_folds(corpus_dir, tmp_path):
+    summary = run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
+    fold = tmp_path / "cv" / "fold0"
+    for stage in ("mtl", "stage1", "stage2"):
+        results = json.loads((fold / stage / "results.json").read_text())
+        assert 0 <= results["test"]["war"] <= 1 and results["global_step"] == 4
+        assert {"model.safetensors", "preprocessor_config.json", "modeling_hubert_gmp.py", "README.md"} <= {
+            p.name for p in (fold / stage).iterdir()
+        }
+    stage1 = json.loads((fold / "stage1" / "config.json").read_text())
+    stage2 = json.loads((fold / "stage2" / "config.json").read_text())
+    gmp = json.loads((fold / "gmp" / "gmp.json").read_text())
+    assert stage1["gmp_cluster_sizes"] == gmp["num_classes"] == [4, 8] and gmp["layer"] == 2
+    assert stage2["gmp_cluster_sizes"] == [] and stage2["emotion_head"] == "am_softmax"
+    assert (fold / "stage1" / "quantizer" / "gmp_quantizer.json").is_file()
+    card = (fold / "stage2" / "README.md").read_text()
+    assert "pipeline_tag: audio-classification" in card and "model-index" in card and "name: UAR" in card
+    assert "not a measurement of this checkpoint" in card
+    for name in ("cv_results.json", "cv_results.md", "confusion.png"):
+        assert (tmp_path / "cv" / name).is_file()
+    assert set(summary["stages"]) == {"mtl", "stage1", "stage2"}
+    # all three stages started from the same random encoder
+    init = load_file(str(tmp_path / "cv" / "random_init" / "model.safetensors"))
+    assert init  # a plain HubertModel checkpoint
+    # rerun: every step is found finished and nothing is retrained
+    stamp = (fold / "stage2" / "model.safetensors").stat().st_mtime_ns
+    again = run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
+    assert (fold / "stage2" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert again["stages"]["stage2"]["war_mean"] == summary["stages"]["stage2"]["war_mean"]
+
+
+def _mtl_args(corpus_dir, output_dir, **training):
+    data = DataArguments(**{**TINY_DATA, "data_dir": corpus_dir})
+    model = ModelArguments(
+        encoder_preset="tiny", freeze_feature_encoder=False, layerdrop=0.0, model_name_or_path=str(output_dir)
+    )
+    values = {**TINY_TRAINING, "max_steps": 6, "save_steps": 3, "eval_strategy": "no", "load_best_model_at_end": False}
+    values.update(training)
+    args = TrainingArguments(output_dir=str(output_dir), **values, report_to="none", remove_unused_columns=False,
+                             train_sampling_strategy="group_by_length", length_column_name="num_samples")  # fmt: skip
+    return data, model, args
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(corpus_dir, tmp_path, monkeypatch):
+    reference = run_finetune("mtl", *_mtl_args(corpus_dir, tmp_path / "full"))
+    original = Trainer._save_checkpoint
+
+    def crash_after_first_checkpoint(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt("simulated crash after checkpoint-3")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", crash_after_first_checkpoint)
+    with pytest.raises(KeyboardInterrupt):
+        run_finetune("mtl", *_mtl_args(corpus_dir, tmp_path / "crash"))
+    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    assert (tmp_path / "crash" / "checkpoint-3").is_dir() and not (tmp_path / "crash" / "results.json").exists()
+    resumed = run_finetune("mtl", *_mtl_args(corpus_dir, tmp_path / "crash", resume_from_checkpoint="last"))
+    assert resumed["global_step"] == reference["global_step"] == 6
+    full = load_file(str(tmp_path / "full" / "model.safetensors"))
+    after = load_file(str(tmp_path / "crash" / "model.safetensors"))
+    for name, tensor in full.items():
+        torch.testing.assert_close(after[name], tensor, atol=1e-6, rtol=1e-5, msg=name)
+    assert resumed["test"]["confusion_matrix"] == reference["test"]["confusion_matrix"]
+
+
+def test_two_processes_train_stage1(corpus_dir, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU): both ranks train, one model is written."""
+    mtl_dir = tmp_path / "mtl"
+    run_finetune("mtl", *_mtl_args(corpus_dir, mtl_dir, max_steps=2))
+    data = DataArguments(**{**TINY_DATA, "data_dir": corpus_dir})
+    run_extract(
+        GMPArguments(model_name_or_path=str(mtl_dir), output_dir=str(tmp_path / "gmp"), cluster_sizes=[4, 8]), data
+    )
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        str(REPO_ROOT / "recipes" / "stage1_gmp.py"),
+        "--output_dir", str(tmp_path / "stage1"), "--gmp_dir", str(tmp_path / "gmp"),
+        "--model_name_or_path", str(mtl_dir / "random_init"), "--freeze_feature_encoder", "False",
+        "--ddp_backend", "gloo", "--report_to", "none", "--disable_tqdm", "True",
+        "--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--eval_strategy", "epoch",
+        "--save_strategy", "epoch", "--learning_rate", "1e-3", "--seed", "7",
+        *[f"--{key}={value}" for key, value in {**TINY_DATA, "data_dir": corpus_dir}.items()],
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "rank 0/2: trained" in done.stderr and "rank 1/2: trained" in done.stderr
+    results = json.loads((tmp_path / "stage1" / "results.json").read_text())
+    assert results["world_size"] == 2
+    train_clips = int(done.stderr.split("rank 0/2: trained ")[1].split(" optimizer steps on ")[1].split()[0])
+    batches = -(-train_clips // 4)  # batches of 4, dealt to the 2 ranks
+    assert results["global_step"] == 2 * -(-batches // 2)  # 2 epochs, half the batches per rank
+    assert (tmp_path / "stage1" / "model.safetensors").is_file()
+    assert list((tmp_path / "stage1").glob("checkpoint-*"))
+
+
+def test_push_to_hub_and_load_back_in_a_fresh_process(corpus_dir, tmp_path):
+    with HubServer() as hub:
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_TOKEN": "hf_test_token",
+               "HF_HOME": str(tmp_path / "hf_home"), "HF_HUB_DISABLE_XET": "1"}  # fmt: skip
+        command = [
+            sys.executable, str(REPO_ROOT / "recipes" / "mtl_finetune.py"), "--output_dir", str(tmp_path / "run"),
+            "--encoder_preset", "tiny", "--freeze_feature_encoder", "False", "--report_to", "none",
+            "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "False",
+            "--per_device_train_batch_size", "4", "--disable_tqdm", "True",
+            "--push_to_hub", "--hub_model_id", "user/gmp-tl-tiny",
+            *[f"--{key}={value}" for key, value in {**TINY_DATA, "data_dir": corpus_dir}.items()],
+        ]  # fmt: skip
+        done = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-4000:]
+        files = set(hub.state.repos["user/gmp-tl-tiny"]["files"])
+        expected = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "results.json"}
+        expected |= {"modeling_hubert_gmp.py", "configuration_hubert_gmp.py", "pipeline_hubert_gmp.py", "audio_io.py"}
+        assert expected <= files
+        assert not any(name.startswith(("checkpoint-", "random_init/")) for name in files)
+        card = hub.state.repos["user/gmp-tl-tiny"]["files"]["README.md"].decode()
+        assert "name: gmp-tl-tiny" in card and 'pipeline("audio-classification", model="user/gmp-tl-tiny"' in card
+
+        script = textwrap.dedent(
+            """
+            import json, sys
+            import numpy as np
+            from transformers import AutoModelForAudioClassification, pipeline
+            model = AutoModelForAudioClassification.from_pretrained("user/gmp-tl-tiny", trust_remote_code=True)
+            classify = pipeline("audio-classification", model="user/gmp-tl-tiny", trust_remote_code=True)
+            wave = np.sin(2 * np.pi * 180 * np.arange(24000) / 24000).astype(np.float32)
+            result = classify({"array": wave, "sampling_rate": 24000}, return_gender=True)
+            print(json.dumps({"model": type(model).__name__, "result": result, "imported": "gmp_tl_hf" in sys.modules}))
+            """
+        )
+        loaded = subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path
+        )
+        assert loaded.returncode == 0, loaded.stderr[-4000:]
+        report = json.loads(loaded.stdout.strip().splitlines()[-1])
+        assert report["model"] == "HubertForGMPEmotion" and report["imported"] is False
+        assert {item["label"] for item in report["result"]["emotion"]} == {"neutral", "happy", "angry", "sad"}
+
+
+def test_cli_help():
+    done = subprocess.run([sys.executable, "-m", "gmp_tl_hf.cli", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "gmp-tl demo" in done.stdout
+    done = subprocess.run([sys.executable, "-m", "gmp_tl_hf.cli", "stage1", "--help"], capture_output=True, text=True)
+    assert done.returncode == 0 and "--gmp_dir" in done.stdout and "--fold_protocol" in done.stdout
+
+
+@pytest.mark.slow
+def test_demo_end_to_end(tmp_path):
+    done = subprocess.run(
+        [sys.executable, "-m", "gmp_tl_hf.cli", "demo", "--output_dir", str(tmp_path / "demo")],
+        capture_output=True, text=True, timeout=1800, cwd=tmp_path,
+        env={**os.environ, "HOME": str(tmp_path)},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    assert "| stage2 |" in done.stdout and "pipeline('audio-classification') on held-out clips:" in done.stdout
+    summary = json.loads((tmp_path / "demo" / "cv_results.json").read_text())
+    assert summary["stages"]["stage2"]["war_mean"] > 0.25  # better than chance on 4 balanced classes
