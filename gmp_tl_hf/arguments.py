@@ -7,6 +7,7 @@ the file. Values the paper leaves open are marked "our choice" in their help tex
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -129,12 +130,27 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 }
 
 
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` as a string; configs mean the number, as YAML 1.2 and JSON do."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)(?:[eE][-+]?[0-9]+)$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)
+
+
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} not found")
     text = path.read_text()
-    values = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    values = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     if not isinstance(values, dict):
         raise ValueError(f"{path} must hold a mapping of argument names to values")
     return values

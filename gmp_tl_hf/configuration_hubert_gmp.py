@@ -43,7 +43,9 @@ class HubertGMPConfig(HubertConfig):
         emotion_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the utterance emotion loss.
         gender_loss_weight (`float`, *optional*, defaults to 1.0):
-            Weight of the utterance gender loss (0 switches it off even when gender labels are given).
+            Weight of the utterance gender loss in the multi-task objective. With 0 the gender task does
+            not touch the encoder or the emotion head: the gender head is still trained, as a probe on
+            detached embeddings, so that the pipeline's ``return_gender`` stays meaningful.
         gmp_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the frame-level GMP loss, which is the mean of the per-scale cross-entropies.
         gmp_loss_frames (`str`, *optional*, defaults to `"all"`):

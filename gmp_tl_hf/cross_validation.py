@@ -22,7 +22,15 @@ from typing import Any
 import yaml
 from transformers import TrainingArguments
 
-from .arguments import TRAINING_DEFAULTS, DataArguments, GMPArguments, ModelArguments, load_config_file, split_values
+from .arguments import (
+    TRAINING_DEFAULTS,
+    DataArguments,
+    GMPArguments,
+    ModelArguments,
+    load_config_file,
+    load_yaml,
+    split_values,
+)
 from .metrics import aggregate_folds
 
 logger = logging.getLogger(__name__)
@@ -38,7 +46,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
         section, dot, name = key.partition(".")
         if not sep or not dot or section not in SECTIONS:
             raise ValueError(f"--set takes section.key=value with a section in {SECTIONS}, got {item!r}")
-        config.setdefault(section, {})[name] = yaml.safe_load(value)
+        config.setdefault(section, {})[name] = load_yaml(value)
     return config
 
 

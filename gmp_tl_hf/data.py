@@ -9,6 +9,8 @@ before training starts, never halfway through it.
 from __future__ import annotations
 
 import logging
+import math
+import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from datasets import Dataset
 from tqdm.auto import tqdm
-from transformers import Wav2Vec2FeatureExtractor
+from transformers import TrainerCallback, Wav2Vec2FeatureExtractor
 
 from .audio_io import MIN_SAMPLES, TARGET_SAMPLING_RATE, AudioError, load_waveform
 from .configuration_hubert_gmp import HubertGMPConfig
@@ -88,14 +90,25 @@ class SERCollator:
     count of the padded batch, and ``crop_samples`` (> 0: random crop to that many samples, starting
     on a frame boundary so frame labels stay aligned; set by :func:`with_crop` on training sets).
 
-    The attention mask follows the feature extractor's ``return_attention_mask``; normalisation
-    always uses the true clip lengths.
+    Crop offsets are a function of (``seed``, ``epoch``, clip path), not of the global RNG, so a run
+    resumed from a checkpoint crops exactly as the uninterrupted run did; :class:`CropEpochCallback`
+    keeps ``epoch`` in step with the Trainer. The attention mask follows the feature extractor's
+    ``return_attention_mask``; normalisation always uses the true clip lengths.
     """
 
     feature_extractor: Wav2Vec2FeatureExtractor
     config: HubertGMPConfig
     channel: int | None = None
     pad_to_multiple_of: int | None = None
+    seed: int = 0
+    epoch: int = 0
+
+    def crop_start(self, row: dict, num_samples: int, crop: int) -> int:
+        """A random frame-aligned start for a crop of ``crop`` samples out of ``num_samples``."""
+        hop = int(np.prod(self.config.conv_stride))
+        key = zlib.crc32(str(row["audio"]["path"] or row.get("id", "")).encode())
+        starts = (num_samples - crop) // hop + 1
+        return hop * int(np.random.default_rng([self.seed, self.epoch, key]).integers(starts))
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         hop = int(np.prod(self.config.conv_stride))
@@ -112,7 +125,7 @@ class SERCollator:
             start = 0
             crop = int(row.get("crop_samples") or 0)
             if crop and len(wave) > crop:
-                start = hop * int(torch.randint(0, (len(wave) - crop) // hop + 1, ()))
+                start = self.crop_start(row, len(wave), crop)
                 wave = wave[start : start + crop]
             if labels is not None:
                 labels = np.asarray(labels, dtype=np.int64).reshape(len(labels), -1)
@@ -146,3 +159,13 @@ class SERCollator:
                 padded[i, : len(labels)] = torch.from_numpy(labels)
             batch["gmp_labels"] = padded
         return dict(batch)
+
+
+class CropEpochCallback(TrainerCallback):
+    """Tells the collator which epoch it is collating, so that crops change from epoch to epoch."""
+
+    def __init__(self, collator: SERCollator):
+        self.collator = collator
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        self.collator.epoch = math.floor(state.epoch or 0)

@@ -33,7 +33,7 @@ DEMO_CONFIGS: dict[str, dict[str, Any]] = {
         "training": {
             "per_device_train_batch_size": 8,
             "learning_rate": 1e-3,
-            "num_train_epochs": 6,
+            "num_train_epochs": 15,
             "logging_steps": 25,
             "seed": 42,
         },

@@ -36,8 +36,9 @@ def default_layer(num_layers: int) -> int:
 
 
 def run_extract(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, Any]:
-    from .training import load_feature_extractor, prepare_splits, split_signature
+    from .training import configure_cpu_processes, load_feature_extractor, prepare_splits, split_signature
 
+    configure_cpu_processes()
     state = PartialState()
     output_dir = Path(gmp_args.output_dir)
     if (output_dir / "gmp.json").is_file() and not gmp_args.overwrite:

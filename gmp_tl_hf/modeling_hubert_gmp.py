@@ -290,7 +290,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         gmp_logits = tuple(head(hidden) for head in self.gmp_heads)
         frame_logits = self.classifier(projected) if output_frame_logits else None
 
-        loss = self._loss(logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels)
+        loss = self._loss(embeddings, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels)
         output = GMPEmotionOutput(
             loss=loss,
             logits=logits,
@@ -380,7 +380,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             _check_label_range(gmp_labels[..., scale], size, f"gmp_labels[..., {scale}]")
         return gmp_labels
 
-    def _loss(self, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels) -> torch.Tensor | None:
+    def _loss(self, embeddings, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels):
         config = self.config
         terms = []
         if labels is not None and config.emotion_loss_weight > 0:
@@ -389,10 +389,13 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             if isinstance(self.classifier, AMSoftmaxHead) and self.training:
                 logits = self.classifier.with_margin(logits, labels)
             terms.append(config.emotion_loss_weight * _cross_entropy(logits, labels))
-        if gender_labels is not None and config.gender_loss_weight > 0:
+        if gender_labels is not None:
             gender_labels = gender_labels.long().view(-1)
             _check_label_range(gender_labels, len(config.gender_labels), "gender_labels")
-            terms.append(config.gender_loss_weight * _cross_entropy(gender_logits, gender_labels))
+            if config.gender_loss_weight > 0:
+                terms.append(config.gender_loss_weight * _cross_entropy(gender_logits, gender_labels))
+            else:  # a probe: the gender head learns, the encoder and emotion head do not feel it
+                terms.append(_cross_entropy(self.gender_classifier(embeddings.detach()), gender_labels))
         if gmp_labels is not None and config.gmp_loss_weight > 0:
             per_scale = [
                 _cross_entropy(scale_logits.flatten(0, 1), gmp_labels[..., scale].flatten())
@@ -417,7 +420,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             for source in [here / module_file, *map(Path, get_relative_import_files(here / module_file))]:
                 shutil.copyfile(source, Path(save_directory) / source.name)
         if not (Path(save_directory) / "preprocessor_config.json").exists():
-            logger.warning("no feature extractor saved with the model; writing the default 16 kHz one")
+            logger.info("no feature extractor saved with the model; writing the default 16 kHz one")
             default_feature_extractor().save_pretrained(save_directory)
 
 

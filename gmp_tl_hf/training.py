@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 from dataclasses import asdict
 from pathlib import Path
@@ -19,13 +20,15 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import PartialState
+from accelerate.utils import DistributedType
 from datasets import DatasetDict, load_from_disk
+from torch.utils.data import SequentialSampler
 from transformers import HubertConfig, HubertModel, Trainer, TrainingArguments, Wav2Vec2FeatureExtractor, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from .arguments import DataArguments, ModelArguments
 from .corpora import GENDERS, load_corpus, load_manifest
-from .data import SERCollator, scan_audio, with_crop
+from .data import CropEpochCallback, SERCollator, scan_audio, with_crop
 from .hub import push_run, write_model_card
 from .metrics import make_compute_metrics, ser_metrics
 from .modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
@@ -44,6 +47,35 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "stage2": {"emotion_head": "am_softmax", "gender_loss_weight": 0.0},
 }
 RESULTS_NAME = "results.json"
+
+
+# ---------------------------------------------------------------- processes
+
+
+def configure_cpu_processes() -> None:
+    """Let several processes (torchrun, ``accelerate launch --multi_gpu``) cooperate without a GPU.
+
+    accelerate treats a launch on a machine without accelerators as one independent process per rank
+    unless told to use the CPU; each rank would then train its own model on its own shard.
+    """
+    launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "LOCAL_RANK" in os.environ
+    if launched and not torch.cuda.is_available() and not os.environ.get("ACCELERATE_USE_CPU"):
+        os.environ["ACCELERATE_USE_CPU"] = "true"
+        logger.info("no GPU: running the %s processes on the CPU (gloo)", os.environ.get("WORLD_SIZE"))
+
+
+def check_processes_connected(trainer: Trainer) -> None:
+    """Refuse to train when ranks were launched but are not joined into one distributed job."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if (
+        world > 1
+        and trainer.accelerator.num_processes > 1
+        and trainer.accelerator.distributed_type == DistributedType.NO
+    ):
+        raise RuntimeError(
+            f"{world} processes were launched but accelerate did not join them (distributed type NO); "
+            "on a machine without GPUs set ACCELERATE_USE_CPU=true or pass --use_cpu"
+        )
 
 
 # ---------------------------------------------------------------- data
@@ -148,6 +180,23 @@ def build_model(
 # ---------------------------------------------------------------- the recipe
 
 
+class SERTrainer(Trainer):
+    """``Trainer`` that groups clips by length for training only.
+
+    With ``train_sampling_strategy="group_by_length"`` the stock Trainer also shuffles evaluation
+    into length groups, which under several processes loses or repeats clips. Evaluation here runs
+    in dataset order (sharded by accelerate across processes); :func:`run_finetune` sorts the
+    evaluation sets by length beforehand, so their batches carry little padding anyway.
+    """
+
+    def _get_eval_sampler(self, eval_dataset):
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
+def sort_by_length(dataset):
+    return dataset.select(np.argsort(-np.asarray(dataset["num_samples"]), kind="stable"))
+
+
 def _gmp_inputs(model_args: ModelArguments, data_args: DataArguments) -> tuple[DatasetDict, GMPQuantizer]:
     """Stage 1: the labelled train/validation sets and the quantizer written by the GMP extraction."""
     if not model_args.gmp_dir:
@@ -170,6 +219,7 @@ def run_finetune(
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
+    configure_cpu_processes()
     state = PartialState()
     output_dir = Path(training_args.output_dir)
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our model card
@@ -191,15 +241,21 @@ def run_finetune(
     gmp_classes = quantizer.num_classes if quantizer else []
     model = build_model(stage, source, model_args, label_names, gmp_classes, training_args.seed)
     extractor = load_feature_extractor(source)
-    trainer = Trainer(
+    collator = SERCollator(extractor, model.config, channel=data_args.channel, seed=training_args.seed)
+    for name in ("validation", "test"):
+        if name in splits:
+            splits[name] = sort_by_length(splits[name])
+    trainer = SERTrainer(
         model=model,
         args=training_args,
         train_dataset=with_crop(splits["train"], data_args.max_duration),
         eval_dataset=splits.get("validation"),
-        data_collator=SERCollator(extractor, model.config, channel=data_args.channel),
+        data_collator=collator,
         processing_class=extractor,
         compute_metrics=make_compute_metrics(model.config.id2label),
+        callbacks=[CropEpochCallback(collator)],
     )
+    check_processes_connected(trainer)
     resume = training_args.resume_from_checkpoint
     if resume == "last":  # the newest checkpoint-* in output_dir, if any
         resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
@@ -225,8 +281,8 @@ def run_finetune(
     for name in ("validation", "test"):
         if name in splits:
             prediction = trainer.predict(splits[name], metric_key_prefix=name)
-            logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
-            results[name] = ser_metrics(splits[name]["emotion"], np.argmax(logits, axis=-1), label_names)
+            logits, labels = prediction.predictions[0], prediction.label_ids[0]  # (emotion, gender) pairs
+            results[name] = ser_metrics(labels, np.argmax(logits, axis=-1), label_names)
     trainer.save_model(str(output_dir))  # writes on the main process only
     if state.is_main_process:
         if quantizer is not None:
@@ -261,6 +317,7 @@ def main(stage: str, argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry of the fine-tuning recipes (``gmp-tl mtl|stage1|stage2|plain``)."""
     from .arguments import TRAINING_DEFAULTS, parse_args
 
+    configure_cpu_processes()  # before TrainingArguments set up the process group
     data_args, model_args, training_args = parse_args(
         (DataArguments, ModelArguments, TrainingArguments), argv, defaults=TRAINING_DEFAULTS
     )

@@ -61,11 +61,15 @@ def _handler(state: HubState):
                         )
                     state.repos[repo_id] = {"files": {}, "commit": "0" * 40}
                 return self._send(200, {"url": self._url(repo_id), "name": repo_id})
-            if path == "/api/validate-yaml":
+            if path == "/api/validate-yaml":  # the README's front matter must be a YAML mapping
+                content = json.loads(body)["content"]
+                match = re.match(r"^---\n(.*?)\n---\n", content, flags=re.DOTALL)
                 try:
-                    yaml.safe_load(json.loads(body)["content"])
+                    metadata = yaml.safe_load(match[1]) if match else None
+                    if not isinstance(metadata, dict):
+                        raise ValueError("no YAML front matter")
                 except Exception as error:
-                    return self._send(400, {"error": str(error)})
+                    return self._send(400, {"errors": [{"message": str(error)}], "warnings": []})
                 return self._send(200, {"errors": [], "warnings": []})
             match = re.fullmatch(r"/api/models/(.+?)/preupload/([^/]+)", path)
             if match:

@@ -128,11 +128,25 @@ def test_each_loss_term_is_used_only_when_its_labels_are_given():
     )
 
 
-def test_zero_weight_switches_a_term_off_and_ignored_labels_do_not_count():
-    model = tiny_model(gender_loss_weight=0.0)
+def test_ignored_labels_do_not_count():
+    model = tiny_model()
     values, mask = batch([16000, 12000])
-    out = model(values, attention_mask=mask, labels=torch.tensor([1, -100]), gender_labels=torch.tensor([0, 1]))
-    torch.testing.assert_close(out.loss, F.cross_entropy(out.logits[:1], torch.tensor([1])))
+    out = model(values, attention_mask=mask, labels=torch.tensor([1, -100]), gender_labels=torch.tensor([-100, 1]))
+    expected = F.cross_entropy(out.logits[:1], torch.tensor([1])) + F.cross_entropy(
+        out.gender_logits[1:], torch.tensor([1])
+    )
+    torch.testing.assert_close(out.loss, expected)
+
+
+def test_zero_gender_weight_trains_the_gender_head_as_a_probe_only():
+    model = tiny_model(gender_loss_weight=0.0).train()
+    values, mask = batch([16000, 12000])
+    out = model(values, attention_mask=mask, gender_labels=torch.tensor([0, 1]))
+    torch.testing.assert_close(out.loss, F.cross_entropy(out.gender_logits, torch.tensor([0, 1])))
+    out.loss.backward()
+    assert model.gender_classifier.weight.grad.abs().sum() > 0
+    assert model.projector.weight.grad is None and model.classifier.weight.grad is None
+    assert all(p.grad is None for p in model.hubert.parameters())
 
 
 def test_frame_labels_on_padded_frames_are_ignored():

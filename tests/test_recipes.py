@@ -153,7 +153,7 @@ def test_two_processes_train_stage1(corpus_dir, tmp_path):
         GMPArguments(model_name_or_path=str(mtl_dir), output_dir=str(tmp_path / "gmp"), cluster_sizes=[4, 8]), data
     )
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
         str(REPO_ROOT / "recipes" / "stage1_gmp.py"),
         "--output_dir", str(tmp_path / "stage1"), "--gmp_dir", str(tmp_path / "gmp"),
         "--model_name_or_path", str(mtl_dir / "random_init"), "--freeze_feature_encoder", "False",
