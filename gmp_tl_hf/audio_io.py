@@ -119,6 +119,22 @@ def check_waveform(waveform: np.ndarray, source: str, min_samples: int = MIN_SAM
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
+def duration_hint(source, sampling_rate: int = TARGET_SAMPLING_RATE) -> float:
+    """Cheap length estimate in seconds (file header, array size), for ordering clips by length."""
+    if isinstance(source, dict):
+        array = source.get("array", source.get("raw"))
+        return duration_hint(array, source.get("sampling_rate", sampling_rate))
+    if isinstance(source, (str, os.PathLike)) and soundfile is not None:
+        try:
+            return soundfile.info(os.fspath(source)).duration
+        except Exception:  # unreadable: the real decode reports it with the reason
+            return 0.0
+    if isinstance(source, (bytes, bytearray)):
+        return len(source) / (2 * sampling_rate)
+    shape = getattr(source, "shape", None)
+    return max(shape) / sampling_rate if shape else 0.0
+
+
 def load_waveform(
     source: AudioSource,
     sampling_rate: int | None = None,
@@ -146,4 +162,4 @@ def load_waveform(
     return check_waveform(resample(waveform, sampling_rate, target_sampling_rate), name, min_samples)
 
 
-__all__ = ["AudioError", "check_waveform", "load_waveform", "read_audio", "resample", "to_mono"]
+__all__ = ["AudioError", "check_waveform", "duration_hint", "load_waveform", "read_audio", "resample", "to_mono"]

@@ -43,7 +43,8 @@ class GMPEmotionOutput(ModelOutput):
         logits: Emotion logits `(batch, num_labels)`. For the AM-Softmax head these are the scaled
             cosines without margin, so a softmax over them is meaningful at inference.
         gender_logits: Speaker-gender logits `(batch, len(gender_labels))`.
-        gmp_logits: One `(batch, frames, classes)` tensor per GMP scale (empty without frame heads).
+        gmp_logits: One `(batch, frames, classes)` tensor per GMP scale; None without frame heads
+            (so that generic code, such as the stock pipeline's batching, never meets an empty tuple).
         frame_logits: Emotion logits of every frame `(batch, frames, num_labels)`, only with
             ``output_frame_logits=True``; the utterance logits of the linear head are their mean.
         frame_mask: `(batch, frames)` boolean mask of valid (non-padded) encoder frames.
@@ -295,7 +296,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             loss=loss,
             logits=logits,
             gender_logits=gender_logits,
-            gmp_logits=gmp_logits,
+            gmp_logits=gmp_logits or None,
             frame_logits=frame_logits,
             frame_mask=frame_mask,
             hidden_states=outputs.hidden_states if output_hidden_states else None,

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AudioClassificationPipeline
 
-from .audio_io import load_waveform
+from .audio_io import duration_hint, load_waveform
 
 
 class SpeechEmotionPipeline(AudioClassificationPipeline):
@@ -29,6 +29,20 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
     ``"gender"`` (same format) and/or ``"timeline"`` (``[{"start", "end", "label", "score"}, ...]``,
     one entry per ``timeline_window`` seconds) is returned.
     """
+
+    def __call__(self, inputs: Any, **kwargs):
+        """Classify one clip, or a list; with ``batch_size > 1`` a list runs longest-first, so each batch
+        holds clips of similar length (little padding), and the answers come back in input order."""
+        batch_size = kwargs.get("batch_size") or self._batch_size or 1
+        if not isinstance(inputs, list) or len(inputs) < 2 or batch_size < 2:
+            return super().__call__(inputs, **kwargs)
+        rate = kwargs.get("sampling_rate") or self.feature_extractor.sampling_rate
+        order = sorted(range(len(inputs)), key=lambda i: -duration_hint(inputs[i], rate))
+        results = super().__call__([inputs[i] for i in order], **kwargs)
+        restored: list = [None] * len(inputs)
+        for position, index in enumerate(order):
+            restored[index] = results[position]
+        return restored
 
     def check_model_type(self, supported_models):  # our model class is not in the static task mapping
         if not hasattr(self.model, "gender_classifier"):

@@ -104,12 +104,16 @@ def test_gender_and_timeline_on_request(classifier):
     assert set(only_gender) == {"emotion", "gender"}
 
 
-def test_batched_calls_match_single_calls(classifier):
-    waves = [speechlike(seconds, seed=i) for i, seconds in enumerate([0.6, 1.7, 1.1])]
-    single = [classifier(wave) for wave in waves]
-    batched = classifier(waves, batch_size=3)
-    for one, many in zip(single, batched):
-        assert_same_scores(many, as_dict(one))
+def test_batched_calls_match_single_calls_in_input_order(classifier, tmp_path):
+    waves = [speechlike(seconds, seed=i) for i, seconds in enumerate([0.6, 1.7, 1.1, 2.3, 0.9])]
+    soundfile.write(tmp_path / "c.wav", waves[2], 16000, subtype="FLOAT")
+    inputs = [waves[0], waves[1], str(tmp_path / "c.wav"), {"array": waves[3], "sampling_rate": 16000}, waves[4]]
+    single = [classifier(item) for item in inputs]
+    for batch_size in (2, 5):
+        batched = classifier(inputs, batch_size=batch_size)
+        assert len(batched) == len(inputs)
+        for one, many in zip(single, batched):
+            assert_same_scores(many, as_dict(one))
 
 
 def test_bad_input_names_the_file_and_the_reason(classifier, tmp_path):
