@@ -79,8 +79,9 @@ def main() -> None:
         done = subprocess.run(command, capture_output=True, text=True, check=True)
         r = json.loads(done.stdout.strip().splitlines()[-1])
         total = r["features_s"] + r["kmeans_s"]
+        rate, rss = r["frames"] / r["features_s"], r["peak_rss_mb"]
         print(f"| EmoDB x{repeat} | {r['clips']} | {r['frames']} | {r['features_s']:.1f} s | "
-              f"{r['frames'] / r['features_s']:.0f} | {r['kmeans_s']:.1f} s | {total:.1f} s | {r['peak_rss_mb']:.0f} MB |")  # fmt: skip
+              f"{rate:.0f} | {r['kmeans_s']:.1f} s | {total:.1f} s | {rss:.0f} MB |")  # fmt: skip
 
 
 if __name__ == "__main__":

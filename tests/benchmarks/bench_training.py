@@ -6,7 +6,8 @@ transformers' HubertForSequenceClassification with the same encoder, side by sid
 
 Each (size, model) runs in its own process so that its peak resident memory (ru_maxrss) is its own;
 timing starts after warm-up steps. A step is forward + backward + AdamW update on a padded batch
-(lengths 100 % and 75 % of ``--seconds``); the GMP model also gets gender labels and frame labels for 3 scales (50, 100, 500).
+(lengths 100 % and 75 % of ``--seconds``); the GMP model also gets gender labels and frame labels
+for 3 scales (50, 100, 500).
 The table gives the median step time, the ratio to HubertForSequenceClassification and peak RSS.
 """
 
