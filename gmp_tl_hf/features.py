@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -132,6 +133,32 @@ def _write_shard(directory: Path, name: str, frames: list[np.ndarray], ids, leng
     os.replace(directory / f".{name}.json.tmp", directory / f"{name}.json")  # the commit point
 
 
+def _prepare_directory(directory: Path, meta: dict, overwrite: bool, rank: int, wait_s: float = 600.0) -> None:
+    """Process 0 checks (or, with ``overwrite``, clears) the folder and writes the settings; the
+    others wait until the folder holds their settings, then resume from the committed shards."""
+    meta_path = directory / META_NAME
+    if rank != 0:
+        deadline = time.monotonic() + wait_s
+        while not (meta_path.is_file() and json.loads(meta_path.read_text()) == meta):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"process 0 did not prepare {directory} for these settings within {wait_s:.0f} s")
+            time.sleep(0.5)
+        return
+    if meta_path.is_file() and not overwrite:
+        existing = json.loads(meta_path.read_text())
+        changed = [key for key in meta if existing.get(key) != meta[key]]
+        if changed:
+            raise ValueError(f"{directory} holds features of another setup ({changed} differ); use overwrite=True")
+        return
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if path.suffix in (".npy", ".json") or path.name.endswith(".tmp"):
+                path.unlink()
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f".{META_NAME}.tmp").write_text(json.dumps(meta, indent=2))
+    os.replace(directory / f".{META_NAME}.tmp", meta_path)
+
+
 @torch.inference_mode()
 def extract_frame_features(
     model,
@@ -166,21 +193,8 @@ def extract_frame_features(
         "dataset_fingerprint": getattr(dataset, "_fingerprint", ""),
         "feature_extractor": feature_extractor.to_dict(),
     }
-    meta_path = directory / META_NAME
-    if meta_path.is_file() and not overwrite:
-        existing = json.loads(meta_path.read_text())
-        changed = [key for key in meta if existing.get(key) != meta[key]]
-        if changed:
-            raise ValueError(f"{directory} holds features of another setup ({changed} differ); use overwrite=True")
-    elif meta_path.is_file() and rank == 0:
-        for path in directory.iterdir():
-            if path.suffix in (".npy", ".json") or path.name.endswith(".tmp"):
-                path.unlink()
-    directory.mkdir(parents=True, exist_ok=True)
-    if rank == 0 and not meta_path.is_file():
-        meta_path.write_text(json.dumps(meta, indent=2))
-
-    done = set(FrameFeatureStore(directory).ids) if meta_path.is_file() else set()
+    _prepare_directory(directory, meta, overwrite, rank)
+    done = set(FrameFeatureStore(directory).ids)
     shard_index = len(list(directory.glob(f"r{rank}-*.json")))
     ids, genders, lengths = dataset["id"], dataset["gender"], clip_lengths(dataset)
     batches = length_sorted_batches(lengths, int(max_batch_seconds * TARGET_SAMPLING_RATE), max_batch_size)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from accelerate import PartialState
 from datasets import concatenate_datasets, load_from_disk
 
 from .arguments import DataArguments, GMPArguments
@@ -36,10 +35,9 @@ def default_layer(num_layers: int) -> int:
 
 
 def run_extract(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, Any]:
-    from .training import configure_cpu_processes, load_feature_extractor, prepare_splits, split_signature
+    from .training import load_feature_extractor, prepare_splits, process_state, split_signature
 
-    configure_cpu_processes()
-    state = PartialState()
+    state = process_state()
     output_dir = Path(gmp_args.output_dir)
     if (output_dir / "gmp.json").is_file() and not gmp_args.overwrite:
         logger.warning("%s is complete; reusing it (pass --overwrite to redo)", output_dir)

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from accelerate import PartialState
-from accelerate.utils import DistributedType
+from accelerate.utils import DistributedType, parse_flag_from_env
 from datasets import DatasetDict, load_from_disk
 from torch.utils.data import SequentialSampler
 from transformers import HubertConfig, HubertModel, Trainer, TrainingArguments, Wav2Vec2FeatureExtractor, set_seed
@@ -52,16 +52,18 @@ RESULTS_NAME = "results.json"
 # ---------------------------------------------------------------- processes
 
 
-def configure_cpu_processes() -> None:
-    """Let several processes (torchrun, ``accelerate launch --multi_gpu``) cooperate without a GPU.
+def process_state() -> PartialState:
+    """The processes of this run (torchrun, ``accelerate launch``), able to cooperate without a GPU.
 
     accelerate treats a launch on a machine without accelerators as one independent process per rank
-    unless told to use the CPU; each rank would then train its own model on its own shard.
+    unless told to use the CPU; each rank would then train its own model on its own shard. So with
+    several processes and no GPU, the CPU (gloo) is selected, for TrainingArguments too.
     """
     launched = int(os.environ.get("WORLD_SIZE", "1")) > 1 or "LOCAL_RANK" in os.environ
     if launched and not torch.cuda.is_available() and not os.environ.get("ACCELERATE_USE_CPU"):
         os.environ["ACCELERATE_USE_CPU"] = "true"
         logger.info("no GPU: running the %s processes on the CPU (gloo)", os.environ.get("WORLD_SIZE"))
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def check_processes_connected(trainer: Trainer) -> None:
@@ -219,8 +221,7 @@ def run_finetune(
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
-    configure_cpu_processes()
-    state = PartialState()
+    state = process_state()
     output_dir = Path(training_args.output_dir)
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our model card
     training_args.remove_unused_columns = False  # the collator needs the audio column
@@ -317,7 +318,7 @@ def main(stage: str, argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry of the fine-tuning recipes (``gmp-tl mtl|stage1|stage2|plain``)."""
     from .arguments import TRAINING_DEFAULTS, parse_args
 
-    configure_cpu_processes()  # before TrainingArguments set up the process group
+    process_state()  # before TrainingArguments set up the process group
     data_args, model_args, training_args = parse_args(
         (DataArguments, ModelArguments, TrainingArguments), argv, defaults=TRAINING_DEFAULTS
     )

@@ -12,13 +12,13 @@ import pytest
 import torch
 import yaml
 from conftest import REPO_ROOT
+from datasets import load_from_disk
 from hub_server import HubServer
 from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments
 
-from gmp_tl_hf.arguments import DataArguments, GMPArguments, ModelArguments, parse_args
+from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
 from gmp_tl_hf.cross_validation import run_cv
-from gmp_tl_hf.gmp_extraction import run_extract
 from gmp_tl_hf.training import run_finetune
 
 TINY_DATA = {
@@ -144,27 +144,38 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(corpus_dir, tmp_path,
     assert resumed["test"]["confusion_matrix"] == reference["test"]["confusion_matrix"]
 
 
-def test_two_processes_train_stage1(corpus_dir, tmp_path):
-    """torchrun --nproc_per_node 2 (gloo on CPU): both ranks train, one model is written."""
+def torchrun(script: str, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               str(REPO_ROOT / "recipes" / script), *args]  # fmt: skip
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
+    )
+
+
+def test_two_processes_extract_gmp_and_train_stage1(corpus_dir, tmp_path):
+    """torchrun --nproc_per_node 2 (gloo on CPU): labels attached by both ranks, both ranks train stage 1
+    on their half of each batch, one model is written."""
     mtl_dir = tmp_path / "mtl"
     run_finetune("mtl", *_mtl_args(corpus_dir, mtl_dir, max_steps=2))
-    data = DataArguments(**{**TINY_DATA, "data_dir": corpus_dir})
-    run_extract(
-        GMPArguments(model_name_or_path=str(mtl_dir), output_dir=str(tmp_path / "gmp"), cluster_sizes=[4, 8]), data
-    )
-    command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-        str(REPO_ROOT / "recipes" / "stage1_gmp.py"),
+    data_flags = [f"--{key}={value}" for key, value in {**TINY_DATA, "data_dir": corpus_dir}.items()]
+    done = torchrun(
+        "extract_gmp.py", "--model_name_or_path", str(mtl_dir), "--output_dir", str(tmp_path / "gmp"),
+        "--cluster_sizes", "4", "8", "--batch_seconds", "4", *data_flags,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    gmp = json.loads((tmp_path / "gmp" / "gmp.json").read_text())
+    assert gmp["world_size"] == 2 and gmp["num_classes"] == [4, 8]
+    assert {p.name[:2] for p in (tmp_path / "gmp" / "features").glob("r*.json")} == {"r0", "r1"}
+    train = load_from_disk(str(tmp_path / "gmp" / "train"))
+    assert all(len(labels) > 0 for labels in train["gmp_labels"])
+    done = torchrun(
+        "stage1_gmp.py",
         "--output_dir", str(tmp_path / "stage1"), "--gmp_dir", str(tmp_path / "gmp"),
         "--model_name_or_path", str(mtl_dir / "random_init"), "--freeze_feature_encoder", "False",
         "--ddp_backend", "gloo", "--report_to", "none", "--disable_tqdm", "True",
         "--num_train_epochs", "2", "--per_device_train_batch_size", "4", "--eval_strategy", "epoch",
-        "--save_strategy", "epoch", "--learning_rate", "1e-3", "--seed", "7",
-        *[f"--{key}={value}" for key, value in {**TINY_DATA, "data_dir": corpus_dir}.items()],
-    ]  # fmt: skip
-    done = subprocess.run(
-        command, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"}
-    )
+        "--save_strategy", "epoch", "--learning_rate", "1e-3", "--seed", "7", *data_flags,
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-4000:]
     assert "rank 0/2: trained" in done.stderr and "rank 1/2: trained" in done.stderr
     results = json.loads((tmp_path / "stage1" / "results.json").read_text())
