@@ -120,8 +120,10 @@ def run_extract(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, A
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry of the extraction recipe (``gmp-tl extract``)."""
     from .arguments import parse_args
+    from .training import process_state
 
     gmp_args, data_args = parse_args((GMPArguments, DataArguments), argv)
     summary = run_extract(gmp_args, data_args)
-    print(f"GMP labels in {gmp_args.output_dir}: layer {summary['layer']}, classes per scale {summary['num_classes']}")
+    if process_state().is_main_process:
+        print(f"GMP labels in {gmp_args.output_dir}: layer {summary['layer']}, classes per scale {summary['num_classes']}")
     return summary

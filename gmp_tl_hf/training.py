@@ -323,7 +323,7 @@ def main(stage: str, argv: list[str] | None = None) -> dict[str, Any]:
         (DataArguments, ModelArguments, TrainingArguments), argv, defaults=TRAINING_DEFAULTS
     )
     results = run_finetune(stage, data_args, model_args, training_args)
-    if "test" in results:
+    if "test" in results and process_state().is_main_process:
         print(
             f"{stage} fold {data_args.fold}: "
             f"test WAR {100 * results['test']['war']:.1f} UAR {100 * results['test']['uar']:.1f}"
