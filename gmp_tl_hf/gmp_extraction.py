@@ -125,5 +125,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     gmp_args, data_args = parse_args((GMPArguments, DataArguments), argv)
     summary = run_extract(gmp_args, data_args)
     if process_state().is_main_process:
-        print(f"GMP labels in {gmp_args.output_dir}: layer {summary['layer']}, classes per scale {summary['num_classes']}")
+        print(
+            f"GMP labels in {gmp_args.output_dir}: layer {summary['layer']}, classes per scale {summary['num_classes']}"
+        )
     return summary
