@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments
 
 from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
-from gmp_tl_hf.cross_validation import run_cv
+from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.training import run_finetune
 
 TINY_DATA = {
@@ -77,6 +77,13 @@ def test_config_file_and_flags(tmp_path):
     (tmp_path / "bad.yaml").write_text("no_such_option: 1\n")
     with pytest.raises(ValueError, match=r"unknown argument\(s\) in the config: \['no_such_option'\]"):
         parse_args((DataArguments,), ["--config", str(tmp_path / "bad.yaml")])
+
+
+def test_overrides_parse_numbers_like_yaml_1_2():
+    config = apply_overrides({"training": {"seed": 1}}, ["training.learning_rate=1e-3", "gmp.cluster_sizes=[50, 100]"])
+    assert config == {"training": {"seed": 1, "learning_rate": 0.001}, "gmp": {"cluster_sizes": [50, 100]}}
+    with pytest.raises(ValueError, match="section.key=value"):
+        apply_overrides({}, ["learning_rate=1e-3"])
 
 
 def test_cv_chain_writes_models_reports_and_skips_finished_folds(corpus_dir, tmp_path):
