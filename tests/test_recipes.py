@@ -82,7 +82,7 @@ def test_config_file_and_flags(tmp_path):
 def test_overrides_parse_numbers_like_yaml_1_2():
     config = apply_overrides({"training": {"seed": 1}}, ["training.learning_rate=1e-3", "gmp.cluster_sizes=[50, 100]"])
     assert config == {"training": {"seed": 1, "learning_rate": 0.001}, "gmp": {"cluster_sizes": [50, 100]}}
-    with pytest.raises(ValueError, match="section.key=value"):
+    with pytest.raises(ValueError, match=r"section\.key=value"):
         apply_overrides({}, ["learning_rate=1e-3"])
 
 
