@@ -1,9 +1,10 @@
 """Cross-validation driver: the whole chain on every fold, then per-fold and mean +- std tables.
 
 Per fold ``k`` (``output_dir/fold<k>/``): MTL -> GMP extraction (k-means on that fold's training data
-only) -> stage 1 -> stage 2, each step in its own folder and skipped when its results already exist,
-so an interrupted run picks up where it stopped. ``chain="mtl"`` stops after the MTL model and
-``chain="plain"`` runs the plain fine-tuning baseline instead.
+only) -> stage 1 -> stage 2, each step in its own folder and skipped when its results already exist;
+an interrupted training step continues from its newest checkpoint and an interrupted extraction from
+its last feature shard, so rerunning the command picks up where it stopped. ``chain="mtl"`` stops
+after the MTL model and ``chain="plain"`` runs the plain fine-tuning baseline instead.
 
 The config (YAML/JSON) has sections ``data``, ``model``, ``gmp``, ``training`` (shared
 TrainingArguments) and per-stage overrides ``plain``, ``mtl``, ``stage1``, ``stage2`` (model or
@@ -59,7 +60,12 @@ def _stage_arguments(config: dict, stage: str, fold: int, output_dir: Path, sour
         model_values.pop("encoder_preset", None)
     if stage == "stage1":
         model_values["gmp_dir"] = str(output_dir.parent / "gmp")
-    training_values = {**TRAINING_DEFAULTS, **split_values(section, TrainingArguments)}
+    # an unfinished step continues from its newest checkpoint (bit-exact), a new one starts afresh
+    training_values = {
+        **TRAINING_DEFAULTS,
+        "resume_from_checkpoint": "last",
+        **split_values(section, TrainingArguments),
+    }
     unknown = set(section) - set(split_values(section, ModelArguments)) - set(split_values(section, TrainingArguments))
     if unknown:
         raise ValueError(f"unknown keys in the training/{stage} sections: {sorted(unknown)}")

@@ -117,6 +117,37 @@ def test_cv_chain_writes_models_reports_and_skips_finished_folds(corpus_dir, tmp
     assert again["stages"]["stage2"]["war_mean"] == summary["stages"]["stage2"]["war_mean"]
 
 
+def test_cv_run_interrupted_mid_training_resumes_from_the_checkpoint(corpus_dir, tmp_path, monkeypatch):
+    original = Trainer._save_checkpoint
+    calls = []
+
+    def crash_in_stage1(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if "stage1" in self.args.output_dir:
+            raise KeyboardInterrupt("simulated crash in stage 1")
+
+    monkeypatch.setattr(Trainer, "_save_checkpoint", crash_in_stage1)
+    with pytest.raises(KeyboardInterrupt):
+        run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
+    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
+    fold = tmp_path / "cv" / "fold0"
+    assert (fold / "mtl" / "results.json").is_file() and not (fold / "stage1" / "results.json").exists()
+    mtl_stamp = (fold / "mtl" / "model.safetensors").stat().st_mtime_ns
+    original_train = Trainer.train
+
+    def record_resume(self, resume_from_checkpoint=None, **kwargs):
+        calls.append((self.args.output_dir, resume_from_checkpoint))
+        return original_train(self, resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    monkeypatch.setattr(Trainer, "train", record_resume)
+    summary = run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
+    assert calls[0] == (str(fold / "stage1"), str(fold / "stage1" / "checkpoint-2"))  # stage 1 continued
+    assert calls[1] == (str(fold / "stage2"), None)  # stage 2 started afresh
+    assert (fold / "mtl" / "model.safetensors").stat().st_mtime_ns == mtl_stamp  # the finished MTL step was kept
+    assert json.loads((fold / "stage1" / "results.json").read_text())["global_step"] == 4
+    assert "stage2" in summary["stages"]
+
+
 def _mtl_args(corpus_dir, output_dir, **training):
     data = DataArguments(**{**TINY_DATA, "data_dir": corpus_dir})
     model = ModelArguments(
