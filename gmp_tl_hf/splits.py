@@ -8,11 +8,15 @@ Protocols:
     ``"speakers-N"``  N speaker-independent folds, genders balanced across folds (EmoDB:
                       ``speakers-5`` puts one female and one male speaker in every fold;
                       IEMOCAP ``speakers-10`` is the leave-one-speaker-out 10-fold split).
+    ``"leave-K-speakers-out"``  folds of K speakers each (``speakers-N`` with N = speakers / K,
+                      rounded up), genders balanced the same way.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -56,11 +60,15 @@ def assign_folds(dataset: Dataset, protocol: str = "loso", seed: int = 0) -> Dat
             raise ValueError("leave-one-session-out needs a session for every utterance (IEMOCAP); use speakers-N")
         index = {session: i for i, session in enumerate(sessions)}
         folds = [index[session] for session in dataset["session"]]
-    elif protocol.startswith("speakers-") and protocol.removeprefix("speakers-").isdigit():
+    elif re.fullmatch(r"speakers-\d+", protocol):
         assignment = balanced_speaker_folds(dataset, int(protocol.removeprefix("speakers-")), seed)
         folds = [assignment[speaker] for speaker in dataset["speaker"]]
+    elif match := re.fullmatch(r"leave-(\d+)-speakers?-out", protocol):
+        per_fold = int(match[1])
+        assignment = balanced_speaker_folds(dataset, math.ceil(len(set(dataset["speaker"])) / per_fold), seed)
+        folds = [assignment[speaker] for speaker in dataset["speaker"]]
     else:
-        raise ValueError(f"unknown fold protocol {protocol!r}: use 'loso' or 'speakers-N'")
+        raise ValueError(f"unknown fold protocol {protocol!r}: use 'loso', 'speakers-N' or 'leave-K-speakers-out'")
     return dataset.add_column("fold", folds)
 
 

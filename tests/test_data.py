@@ -185,6 +185,15 @@ def test_loso_folds_never_share_a_session_or_speaker(tmp_path):
         assert len(split["train"]) + len(split["test"]) == 5531
     ten = assign_folds(dataset, "speakers-10")
     assert all(len(set(fold_split(ten, k)["test"]["speaker"])) == 1 for k in range(10))
+    pairs = assign_folds(dataset, "leave-2-speakers-out")
+    assert sorted(set(pairs["fold"])) == [0, 1, 2, 3, 4]
+    for k in range(5):
+        split = fold_split(pairs, k)
+        assert len(set(split["test"]["speaker"])) == 2 and not set(split["test"]["speaker"]) & set(
+            split["train"]["speaker"]
+        )
+    with pytest.raises(ValueError, match="unknown fold protocol"):
+        assign_folds(dataset, "random")
 
 
 def test_speaker_folds_are_gender_balanced_and_seeded(emodb_dir):
