@@ -161,6 +161,9 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
 
     config_class = HubertGMPConfig
     config: HubertGMPConfig
+    # The loss is a mean per batch over terms with different normalisers (clips, frames); the Trainer
+    # must average it over gradient-accumulation steps itself rather than pass num_items_in_batch.
+    accepts_loss_kwargs = False
     # Entries written into config.json on save so that a checkpoint loads without this package.
     AUTO_MAP: ClassVar[dict[str, str]] = {
         "AutoConfig": "configuration_hubert_gmp.HubertGMPConfig",
@@ -230,7 +233,6 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_frame_logits: bool = False,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> GMPEmotionOutput | tuple:
         r"""
         input_values (`torch.FloatTensor` of shape `(batch, samples)`):

@@ -302,6 +302,16 @@ def test_own_checkpoint_with_other_label_set(tmp_path):
     assert model(torch.randn(1, 8000)).logits.shape == (1, 7)
 
 
+def test_trainer_averages_the_loss_over_gradient_accumulation(tmp_path):
+    """Our loss is a per-batch mean: the Trainer must divide by the accumulation steps, not rescale by items."""
+    from transformers import Trainer, TrainingArguments
+
+    trainer = Trainer(model=tiny_model(), args=TrainingArguments(output_dir=str(tmp_path), report_to="none"))
+    assert trainer.model_accepts_loss_kwargs is False
+    with pytest.raises(TypeError, match="gender_label"):
+        tiny_model()(torch.randn(1, 8000), gender_label=torch.tensor([0]))  # typos are not swallowed
+
+
 def test_freeze_feature_encoder_and_gradient_checkpointing_train():
     model = tiny_model().train()
     model.freeze_feature_encoder()
