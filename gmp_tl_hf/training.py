@@ -88,7 +88,9 @@ def load_data(data_args: DataArguments):
     if data_args.dataset == "synthetic":
         spec = CorpusSpec(data_args.synthetic_speakers_per_gender, data_args.synthetic_utterances_per_emotion)
         root = data_args.data_dir or str(Path.home() / ".cache" / "gmp_tl_hf" / f"synthetic-{spec.fingerprint()}")
-        dataset = load_manifest(synthesize_corpus(root, spec), on_error=data_args.on_error)
+        with process_state().main_process_first():  # one process writes the corpus, the others reuse it
+            manifest = synthesize_corpus(root, spec)
+        dataset = load_manifest(manifest, on_error=data_args.on_error)
     else:
         if not data_args.data_dir:
             raise ValueError(f"--data_dir is needed for dataset {data_args.dataset!r}")
@@ -144,7 +146,8 @@ def materialize_random_encoder(preset: str, directory: str | Path, seed: int) ->
 def model_source(stage: str, model_args: ModelArguments, output_dir: Path, seed: int) -> str:
     """Where the stage starts: the given checkpoint, or (``encoder_preset``) a saved random encoder."""
     if model_args.encoder_preset and stage != "stage2":
-        return materialize_random_encoder(model_args.encoder_preset, output_dir / "random_init", seed)
+        with process_state().main_process_first():  # one process writes it, the others load it
+            return materialize_random_encoder(model_args.encoder_preset, output_dir / "random_init", seed)
     return model_args.model_name_or_path
 
 
