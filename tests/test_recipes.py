@@ -115,6 +115,8 @@ def test_cv_chain_writes_models_reports_and_skips_finished_folds(corpus_dir, tmp
     again = run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
     assert (fold / "stage2" / "model.safetensors").stat().st_mtime_ns == stamp
     assert again["stages"]["stage2"]["war_mean"] == summary["stages"]["stage2"]["war_mean"]
+    # the recorded compute time survives the rerun; the wall time covers only the rerun
+    assert again["compute_time_s"] == summary["compute_time_s"] > again["wall_time_s"]
 
 
 def test_cv_run_interrupted_mid_training_resumes_from_the_checkpoint(corpus_dir, tmp_path, monkeypatch):
