@@ -104,23 +104,24 @@ class FrameFeatureStore:
             yield Shard(info["ids"], info["lengths"], info["genders"], features)
 
     def sample(self, fraction: float = 1.0, max_frames: int | None = None, seed: int = 0):
-        """A random ``fraction`` of all frames (at most ``max_frames``) as float32, with each frame's
-        gender id; memory is that of the sample only (cf. fairseq's ``--percent``)."""
+        """``round(fraction x frames)`` frames (at most ``max_frames``) drawn without replacement, as
+        float32, with each frame's gender id (cf. fairseq's ``--percent``). The frame indices are drawn
+        first and read from the memory-mapped shards, so memory is that of the sample only."""
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
-        rng = np.random.default_rng(seed)
-        parts, genders = [], []
-        for shard in self.shards():
-            keep = np.flatnonzero(rng.random(len(shard.features)) < fraction)
-            parts.append(np.asarray(shard.features[keep], dtype=np.float32))
-            genders.append(np.repeat(shard.genders, shard.lengths)[keep])
-        if not parts or sum(len(p) for p in parts) == 0:
+        total = self.num_frames
+        count = round(fraction * total) if max_frames is None else min(round(fraction * total), max_frames)
+        if count == 0:
             raise ValueError(f"no frames sampled from {self.directory} (empty store or fraction too small)")
-        features, frame_genders = np.concatenate(parts), np.concatenate(genders)
-        if max_frames is not None and len(features) > max_frames:
-            keep = np.sort(rng.choice(len(features), max_frames, replace=False))
-            features, frame_genders = features[keep], frame_genders[keep]
-        return features, frame_genders
+        chosen = np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
+        parts, genders, offset = [], [], 0
+        for shard in self.shards():
+            end = offset + len(shard.features)
+            local = chosen[np.searchsorted(chosen, offset) : np.searchsorted(chosen, end)] - offset
+            parts.append(np.asarray(shard.features[local], dtype=np.float32))
+            genders.append(np.repeat(np.asarray(shard.genders), shard.lengths)[local])
+            offset = end
+        return np.concatenate(parts), np.concatenate(genders)
 
 
 def _write_shard(directory: Path, name: str, frames: list[np.ndarray], ids, lengths, genders) -> None:

@@ -66,21 +66,19 @@ def masked_group_norm(hidden: torch.Tensor, valid_frames: torch.Tensor, norm: nn
     """``norm(hidden)`` with statistics over each item's first ``valid_frames`` frames only.
 
     HuBERT-base normalises its first conv layer over the whole time axis, so zero padding would change
-    every frame of a padded clip; restricting the statistics to valid frames makes batching exact.
+    every frame of a padded clip; restricting the statistics to valid frames makes batching exact. Each
+    padded item goes through the fused kernel on its valid frames (padded frames come out as zeros; no
+    valid output frame of the later conv layers reads them), which is faster than masked reductions.
     """
-    batch, channels, frames = hidden.shape
-    groups = norm.num_groups
-    grouped = hidden.reshape(batch, groups, channels // groups, frames)
-    mask = torch.arange(frames, device=hidden.device)[None, :] < valid_frames[:, None]
-    mask = mask[:, None, None, :].to(hidden.dtype)
-    count = mask.sum(dim=-1, keepdim=True) * (channels // groups)
-    mean = (grouped * mask).sum(dim=(-2, -1), keepdim=True) / count
-    centered = (grouped - mean) * mask
-    variance = centered.pow(2).sum(dim=(-2, -1), keepdim=True) / count
-    normalized = ((grouped - mean) * torch.rsqrt(variance + norm.eps)).reshape(batch, channels, frames)
-    if norm.affine:
-        normalized = normalized * norm.weight[None, :, None] + norm.bias[None, :, None]
-    return normalized
+    frames = hidden.shape[-1]
+    lengths = valid_frames.clamp(max=frames).tolist()
+    if min(lengths) == frames:
+        return norm(hidden)
+    items = []
+    for item, length in zip(hidden, lengths):
+        normalized = F.group_norm(item[None, :, :length], norm.num_groups, norm.weight, norm.bias, norm.eps)
+        items.append(F.pad(normalized, (0, frames - length)))
+    return torch.cat(items)
 
 
 class LengthAwareGroupNormConvLayer(nn.Module):

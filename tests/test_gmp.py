@@ -141,8 +141,16 @@ def test_extract_store_sample_and_resume(clips, tmp_path):
         )  # float16
         offset += length
     features, genders = store.sample(fraction=0.5, seed=0)
-    assert 0.3 * store.num_frames < len(features) < 0.7 * store.num_frames and set(genders) <= {0, 1}
+    assert len(features) == round(0.5 * store.num_frames) and set(genders) <= {0, 1}
     np.testing.assert_array_equal(store.sample(0.5, seed=0)[0], features)
+    # a capped sample is drawn by index from the memory-mapped shards: every row is a stored frame
+    # with its own clip's gender
+    capped, capped_genders = store.sample(max_frames=7, seed=1)
+    every = np.concatenate([np.asarray(shard.features, np.float32) for shard in store.shards()])
+    every_genders = np.concatenate([np.repeat(shard.genders, shard.lengths) for shard in store.shards()])
+    rows = [int(np.flatnonzero((every == row).all(axis=1))[0]) for row in capped]
+    assert len(capped) == 7 and len(set(rows)) == 7
+    np.testing.assert_array_equal(every_genders[rows], capped_genders)
     # interrupted run: drop the last committed shard, run again, only that shard is recomputed
     last = store.sidecars[-1]
     lost = set(FrameFeatureStore(tmp_path / "f")._sidecar(last)["ids"])

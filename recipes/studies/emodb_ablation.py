@@ -165,7 +165,9 @@ def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str,
         row["compute_time_s"] = float(np.mean(timings.get(source, [float("nan")])))
         table[arm] = row
 
-        minutes = "(inside gmp-tl)" if arm == "mtl" else f"{row['compute_time_s'] / 60:.1f} min"
+        seconds = row["compute_time_s"]
+        took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        minutes = "(inside gmp-tl)" if arm == "mtl" else took
         cells = [_cell(row, metric, kind) for kind in ("folds", "seeds") for metric in ("war", "uar")]
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {minutes} |")
     (root / "study_results.json").write_text(json.dumps(table, indent=2))
