@@ -249,6 +249,8 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         sample_lengths = self._check_inputs(input_values, attention_mask)
+        if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
+            attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
         frames = int(self.num_frames(input_values.shape[1]))
         frame_lengths = self.num_frames(sample_lengths)
         frame_mask = torch.arange(frames, device=input_values.device)[None, :] < frame_lengths[:, None]
@@ -327,6 +329,8 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         if not 1 <= layer <= len(layers):
             raise ValueError(f"layer must be in [1, {len(layers)}] for this {len(layers)}-layer encoder, got {layer}")
         sample_lengths = self._check_inputs(input_values, attention_mask)
+        if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
+            attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
         frames = int(self.num_frames(input_values.shape[1]))
         frame_mask = (
             torch.arange(frames, device=input_values.device)[None, :] < self.num_frames(sample_lengths)[:, None]
