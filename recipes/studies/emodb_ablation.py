@@ -2,6 +2,7 @@
 
     python recipes/studies/emodb_ablation.py --data_dir ../shared/data/emodb --output_dir runs/emodb-study
     python recipes/studies/emodb_ablation.py ... --classes iemocap4 --arms plain gmp-tl --seeds 1
+    python recipes/studies/emodb_ablation.py ... --ablation_seeds 1 2        # ablations on two seeds
 
 Arms (same folds, same per-stage epochs, same seeds; config recipes/configs/emodb_small_scratch.yaml):
     plain          HubertForSequenceClassification-style fine-tune (utterance CE), 13 epochs = the
@@ -9,8 +10,8 @@ Arms (same folds, same per-stage epochs, same seeds; config recipes/configs/emod
     mtl            the MTL model (emotion + gender) of the gmp-tl runs
     gmp-tl         MTL -> GMPs (50/100/500) -> stage 1 -> stage 2 (AM-Softmax)
     no-gender      gmp-tl with gender_loss_weight = 0 in the MTL model
-    single-scale   gmp-tl with one GMP scale (K = 100); reuses the MTL models of gmp-tl seed 1
-    linear-stage2  gmp-tl with a linear stage-2 head; reuses MTL, GMPs and stage 1 of gmp-tl seed 1
+    single-scale   gmp-tl with one GMP scale (K = 100); reuses the MTL models of gmp-tl (same seed)
+    linear-stage2  gmp-tl with a linear stage-2 head; reuses MTL, GMPs and stage 1 of gmp-tl (same seed)
     mfcc           MFCC/log-mel statistics + logistic regression (scikit-learn), the classic reference
 
 Writes <output_dir>/<classes>/study_results.{md,json}: WAR/UAR mean +- std over folds (averaged
@@ -108,7 +109,10 @@ def main() -> None:
     parser.add_argument("--classes", choices=["native", "iemocap4"], default="native")
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
     parser.add_argument(
-        "--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of plain and gmp-tl (others: the first)"
+        "--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of plain and gmp-tl (and mtl, inside it)"
+    )
+    parser.add_argument(
+        "--ablation_seeds", type=int, nargs="+", default=None, help="seeds of the other arms (default: the first seed)"
     )
     parser.add_argument("--config", default=str(CONFIG))
     args = parser.parse_args()
@@ -118,7 +122,10 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     timings: dict[str, list[float]] = {}
     for arm in args.arms:
-        seeds = args.seeds if arm in ("plain", "gmp-tl") else args.seeds[:1]
+        if arm in ("plain", "gmp-tl"):
+            seeds = args.seeds
+        else:  # mfcc is deterministic: one run
+            seeds = args.seeds[:1] if arm == "mfcc" else args.ablation_seeds or args.seeds[:1]
         for seed in seeds:
             run_dir = root / arm / f"seed{seed}"
             start = time.perf_counter()
