@@ -30,5 +30,8 @@ lint: setup
 	$(BIN)/ruff check gmp_tl_hf recipes tests
 	$(BIN)/ruff format --check gmp_tl_hf recipes tests
 
+bench: setup  # every performance table of the README (about 25 min on 2 cores)
+	for script in tests/benchmarks/bench_*.py; do HF_HUB_OFFLINE=1 $(BIN)/python $$script || exit 1; done
+
 clean:
 	rm -rf $(VENV) build *.egg-info
