@@ -249,8 +249,6 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         sample_lengths = self._check_inputs(input_values, attention_mask)
-        if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
-            attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
         frames = int(self.num_frames(input_values.shape[1]))
         frame_lengths = self.num_frames(sample_lengths)
         frame_mask = torch.arange(frames, device=input_values.device)[None, :] < frame_lengths[:, None]
@@ -308,6 +306,8 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
 
     def _encode(self, input_values, attention_mask, sample_lengths, **kwargs):
         """Run the HuBERT encoder with the batch's valid lengths visible to the GroupNorm conv layer."""
+        if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
+            attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
         group_norm = attention_mask is not None and self.config.feat_extract_norm == "group"
         token = _VALID_SAMPLES.set(sample_lengths if group_norm else None)
         try:
@@ -329,8 +329,6 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         if not 1 <= layer <= len(layers):
             raise ValueError(f"layer must be in [1, {len(layers)}] for this {len(layers)}-layer encoder, got {layer}")
         sample_lengths = self._check_inputs(input_values, attention_mask)
-        if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
-            attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
         frames = int(self.num_frames(input_values.shape[1]))
         frame_mask = (
             torch.arange(frames, device=input_values.device)[None, :] < self.num_frames(sample_lengths)[:, None]

@@ -122,10 +122,12 @@ def main() -> None:
     results: dict[str, list[dict]] = {}
     timings: dict[str, list[float]] = {}
     for arm in args.arms:
-        if arm in ("plain", "gmp-tl"):
+        if arm == "mfcc":  # deterministic: one run
+            seeds = args.seeds[:1]
+        elif arm in ("plain", "gmp-tl"):
             seeds = args.seeds
-        else:  # mfcc is deterministic: one run
-            seeds = args.seeds[:1] if arm == "mfcc" else args.ablation_seeds or args.seeds[:1]
+        else:
+            seeds = args.ablation_seeds or args.seeds[:1]
         for seed in seeds:
             run_dir = root / arm / f"seed{seed}"
             start = time.perf_counter()
@@ -173,10 +175,10 @@ def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str,
         table[arm] = row
 
         seconds = row["compute_time_s"]
-        took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
-        minutes = "(inside gmp-tl)" if arm == "mtl" else took
+        duration = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        took = "(inside gmp-tl)" if arm == "mtl" else duration
         cells = [_cell(row, metric, kind) for kind in ("folds", "seeds") for metric in ("war", "uar")]
-        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {minutes} |")
+        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {took} |")
     (root / "study_results.json").write_text(json.dumps(table, indent=2))
     (root / "study_results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
