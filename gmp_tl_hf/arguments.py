@@ -35,11 +35,15 @@ class DataArguments:
     )
     fold: int = field(default=0, metadata={"help": "Test fold (0-based)."})
     validation: str = field(
-        default="random",
-        metadata={"help": "Validation set carved from the training folds: random, speakers or none (our choice)."},
+        default="speakers",
+        metadata={
+            "help": "Validation set carved from the training folds: speakers (whole speakers, genders balanced), "
+            "random (clips of the training speakers: optimistic) or none; ours."
+        },
     )
-    validation_size: float = field(
-        default=0.1, metadata={"help": "Fraction (random) or number of speakers (speakers) held out for validation."}
+    validation_size: float | None = field(
+        default=None,
+        metadata={"help": "Number of speakers (speakers; default 2) or fraction of clips (random; default 0.1)."},
     )
     max_duration: float | None = field(
         default=8.0, metadata={"help": "Random crop of training clips, seconds (our choice; eval uses full clips)."}
@@ -72,12 +76,21 @@ class ModelArguments:
         metadata={"help": "tiny, small or base: start from a random encoder of that size instead (offline studies)."},
     )
     freeze_feature_encoder: bool = field(default=True, metadata={"help": "Freeze the conv feature encoder."})
-    pooling: str = field(default="mean", metadata={"help": "mean (paper) or attentive."})
+    pooling: str = field(default="mean", metadata={"help": "mean (ours) or attentive."})
     emotion_head: str | None = field(default=None, metadata={"help": "linear or am_softmax (default: per stage)."})
     am_margin: float = field(default=0.2, metadata={"help": "AM-Softmax margin."})
     am_scale: float = field(default=30.0, metadata={"help": "AM-Softmax scale."})
     gender_loss_weight: float | None = field(
         default=None, metadata={"help": "Weight of the gender CE (default: 1.0 for mtl, 0 otherwise)."}
+    )
+    gender_input: str = field(
+        default="statistics",
+        metadata={"help": "Gender head input: statistics (mean+std of gender_layer) or embedding; ours."},
+    )
+    gender_layer: int = field(default=0, metadata={"help": "Hidden layer the gender statistics come from; ours."})
+    refit_gender_head: bool = field(
+        default=True,
+        metadata={"help": "After training, refit the gender head by logistic regression on the training clips; ours."},
     )
     gmp_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the mean GMP frame CE (stage 1)."})
     gmp_loss_frames: str = field(default="all", metadata={"help": "all frames (our choice) or masked frames only."})
@@ -85,6 +98,13 @@ class ModelArguments:
     mask_time_prob: float | None = field(default=None, metadata={"help": "Override SpecAugment time masking."})
     layerdrop: float | None = field(default=None, metadata={"help": "Override LayerDrop."})
     gmp_dir: str | None = field(default=None, metadata={"help": "Stage 1: output folder of the GMP extraction."})
+    head_init: str = field(
+        default="from_stage1",
+        metadata={
+            "help": "Stage 2 emotion head: from_stage1 (class vectors start as the stage-1 head's rows) or fresh "
+            "(random); ours."
+        },
+    )
 
 
 @dataclass
@@ -109,6 +129,17 @@ class GMPArguments:
     overwrite: bool = field(default=False, metadata={"help": "Recompute features even if the folder has them."})
 
 
+@dataclass
+class RunArguments:
+    overwrite: bool = field(
+        default=False,
+        metadata={
+            "help": "Recompute a step whose folder was made with other settings or inputs (by default such a "
+            "rerun is refused and the folder left untouched)."
+        },
+    )
+
+
 # TrainingArguments defaults of the recipes (each can be overridden in the config file or on the command line).
 TRAINING_DEFAULTS: dict[str, Any] = {
     "eval_strategy": "epoch",
@@ -131,7 +162,17 @@ TRAINING_DEFAULTS: dict[str, Any] = {
 
 
 class _YamlLoader(yaml.SafeLoader):
-    """YAML 1.1 reads ``1e-3`` as a string; configs mean the number, as YAML 1.2 and JSON do."""
+    """YAML 1.1 reads ``1e-3`` as a string; configs mean the number, as YAML 1.2 and JSON do. A key given
+    twice in one mapping is an error (YAML would silently keep the last one)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"key {key!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 _YamlLoader.add_implicit_resolver(

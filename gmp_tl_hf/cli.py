@@ -8,7 +8,8 @@
     gmp-tl stage2 ...               stage 2: AM-Softmax emotion head from the stage-1 model
     gmp-tl plain ...                plain fine-tuning baseline (emotion loss only)
 
-Each step takes ``--config file.yaml`` plus flags; ``gmp-tl <step> --help`` lists them.
+Each step takes ``--config file.yaml`` plus flags; ``gmp-tl <step> --help`` lists them. A refusal or a
+user mistake ends with one line and exit code 2; ``--debug`` shows the traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ from __future__ import annotations
 import logging
 import sys
 from functools import partial
+
+import yaml
+
+from .records import RecordMismatch, RunLocked
 
 
 def _commands():
@@ -36,6 +41,7 @@ def setup_logging() -> None:
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING
     )
+    logging.getLogger("gmp_tl_hf").setLevel(logging.INFO)  # our progress: one line per finished step
     transformers.utils.logging.set_verbosity_warning()
     datasets.utils.logging.set_verbosity_warning()
 
@@ -49,8 +55,18 @@ def main(argv: list[str] | None = None) -> None:
     if argv[0] not in commands:
         print(f"gmp-tl: unknown command {argv[0]!r}\n{__doc__}", file=sys.stderr)
         raise SystemExit(2)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
     setup_logging()
-    commands[argv[0]](argv[1:])
+    try:
+        commands[argv[0]](argv[1:])
+    except (RecordMismatch, RunLocked, FileNotFoundError, yaml.YAMLError) as error:
+        if debug:
+            raise
+        # a user's mistake or a refusal that protects a record: one line, exit code 2
+        message = " ".join(str(error).split())
+        print(f"gmp-tl {argv[0]}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

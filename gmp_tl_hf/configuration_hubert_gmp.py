@@ -14,6 +14,7 @@ from transformers import HubertConfig
 POOLING_MODES = ("mean", "attentive")
 EMOTION_HEADS = ("linear", "am_softmax")
 GMP_LOSS_FRAMES = ("all", "masked")
+GENDER_INPUTS = ("embedding", "statistics")
 
 
 class HubertGMPConfig(HubertConfig):
@@ -32,8 +33,8 @@ class HubertGMPConfig(HubertConfig):
             quantizer's ``gender_mode="offset"`` a scale of K clusters has 2K classes; the recipes set
             this from the quantizer. Empty means no frame heads (MTL and stage-2 models).
         pooling (`str`, *optional*, defaults to `"mean"`):
-            How frames become an utterance embedding: `"mean"` (mean over valid frames, the paper's
-            choice) or `"attentive"` (softmax-weighted mean with a learned score per frame).
+            How frames become an utterance embedding: `"mean"` (mean over valid frames; ours)
+            or `"attentive"` (softmax-weighted mean with a learned score per frame).
         emotion_head (`str`, *optional*, defaults to `"linear"`):
             `"linear"` (softmax classifier) or `"am_softmax"` (additive-margin softmax, stage 2).
         am_margin (`float`, *optional*, defaults to 0.2):
@@ -52,6 +53,18 @@ class HubertGMPConfig(HubertConfig):
             Frames that carry the GMP loss: `"all"` valid frames (our default; the paper does not say)
             or `"masked"` frames only, HuBERT-style: the model draws ``mask_time_prob`` span masks
             itself, replaces those frames by the mask embedding and scores only them.
+        gender_input (`str`, *optional*, defaults to `"embedding"`):
+            What the gender head reads: `"embedding"` (the pooled utterance embedding of the emotion head)
+            or `"statistics"` (mean and standard deviation over the valid frames of hidden layer
+            ``gender_layer``, x-vector style; the recipes' choice, ours: speaker traits sit in the lower
+            layers and a mean alone hides much of them).
+        gender_layer (`int`, *optional*, defaults to 0):
+            Hidden layer whose statistics the gender head reads with ``gender_input="statistics"``
+            (0 = the transformer's input, the projected CNN features).
+        gender_head_trained (`bool`, *optional*, defaults to `False`):
+            Whether the gender head was trained on this encoder's embeddings (the recipes set it when the
+            training data had genders). The pipeline refuses ``return_gender=True`` while it is false,
+            rather than report an untrained head's coin flip.
         kwargs:
             Passed on to [`HubertConfig`].
     """
@@ -60,7 +73,8 @@ class HubertGMPConfig(HubertConfig):
     # Per-frame outputs stay out of the Trainer's gathered eval predictions (emotion + gender logits only).
     keys_to_ignore_at_inference: ClassVar[list[str]] = [
         "gmp_logits",
-        "frame_logits",
+        "window_logits",
+        "window_mask",
         "frame_mask",
         "hidden_states",
         "attentions",
@@ -78,6 +92,9 @@ class HubertGMPConfig(HubertConfig):
         gender_loss_weight: float = 1.0,
         gmp_loss_weight: float = 1.0,
         gmp_loss_frames: str = "all",
+        gender_input: str = "embedding",
+        gender_layer: int = 0,
+        gender_head_trained: bool = False,
         **kwargs,
     ):
         self.gender_labels = [str(label) for label in gender_labels]
@@ -90,6 +107,9 @@ class HubertGMPConfig(HubertConfig):
         self.gender_loss_weight = float(gender_loss_weight)
         self.gmp_loss_weight = float(gmp_loss_weight)
         self.gmp_loss_frames = gmp_loss_frames
+        self.gender_input = gender_input
+        self.gender_layer = int(gender_layer)
+        self.gender_head_trained = bool(gender_head_trained)
         super().__init__(**kwargs)
         self._check_heads()
 
@@ -100,6 +120,10 @@ class HubertGMPConfig(HubertConfig):
             raise ValueError(f"emotion_head must be one of {EMOTION_HEADS}, got {self.emotion_head!r}")
         if self.gmp_loss_frames not in GMP_LOSS_FRAMES:
             raise ValueError(f"gmp_loss_frames must be one of {GMP_LOSS_FRAMES}, got {self.gmp_loss_frames!r}")
+        if self.gender_input not in GENDER_INPUTS:
+            raise ValueError(f"gender_input must be one of {GENDER_INPUTS}, got {self.gender_input!r}")
+        if not 0 <= self.gender_layer <= self.num_hidden_layers:
+            raise ValueError(f"gender_layer must be in [0, {self.num_hidden_layers}], got {self.gender_layer}")
         if len(self.gender_labels) < 2:
             raise ValueError(f"gender_labels needs at least two classes, got {self.gender_labels}")
         if any(size < 2 for size in self.gmp_cluster_sizes):

@@ -16,11 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+from tqdm.auto import tqdm
 from transformers import TrainingArguments
 
 from .arguments import (
@@ -32,7 +34,10 @@ from .arguments import (
     load_yaml,
     split_values,
 )
+from .gmp_extraction import extraction_settings, run_extract
 from .metrics import aggregate_folds
+from .records import RecordMismatch, differences, read_record, run_lock
+from .training import load_data, materialize_random_encoder, run_finetune, step_settings
 
 logger = logging.getLogger(__name__)
 
@@ -73,13 +78,10 @@ def _stage_arguments(config: dict, stage: str, fold: int, output_dir: Path, sour
     return data_args, ModelArguments(**model_values), training_args
 
 
-def run_fold(config: dict, fold: int, output_dir: Path, chain: str, init: str | None) -> dict[str, Any]:
-    """One fold of the chain; returns each stage's results."""
-    from .gmp_extraction import run_extract
-    from .training import RESULTS_NAME, run_finetune
-
+def plan_fold(config: dict, fold: int, output_dir: Path, chain: str, init: str | None) -> list[tuple]:
+    """The steps of one fold: (step, folder, arguments, settings that affect the step's result)."""
     fold_dir = output_dir / f"fold{fold}"
-    results: dict[str, Any] = {}
+    steps = []
     for step in CHAINS[chain]:
         step_dir = fold_dir / ("gmp" if step == "extract" else step)
         if step == "extract":
@@ -88,43 +90,109 @@ def run_fold(config: dict, fold: int, output_dir: Path, chain: str, init: str | 
                 "model_name_or_path": str(fold_dir / "mtl"),
                 "output_dir": str(step_dir),
             }
-            data_args = DataArguments(**{**config.get("data", {}), "fold": fold})
-            results["gmp"] = run_extract(GMPArguments(**gmp_values), data_args)
+            arguments = (GMPArguments(**gmp_values), DataArguments(**{**config.get("data", {}), "fold": fold}))
+            settings = extraction_settings(*arguments)
+        else:
+            source = str(fold_dir / "stage1") if step == "stage2" else init
+            arguments = _stage_arguments(config, step, fold, step_dir, source)
+            settings = step_settings(step, *arguments)
+        steps.append((step, step_dir, arguments, settings))
+    return steps
+
+
+def check_records(plans: dict[int, list[tuple]], overwrite: bool) -> None:
+    """Compare every step folder's record with what this run would do, before any work.
+
+    Without ``overwrite`` any difference stops the run with the folders named and nothing touched.
+    With it, the steps that differ and every step after them in their fold are cleared, to be recomputed.
+    """
+    stale: list[Path] = []
+    problems: list[str] = []
+    for fold, steps in plans.items():
+        for index, (_, step_dir, _, settings) in enumerate(steps):
+            record = read_record(step_dir)
+            if record is None:
+                continue
+            changed = differences(record["settings"], settings)
+            if changed:
+                problems.append(f"fold{fold}/{step_dir.name}: " + "; ".join(changed[:4]))
+                stale.extend(later[1] for later in steps[index:])
+                break
+    if problems and not overwrite:
+        raise RecordMismatch(
+            f"{len(problems)} step folder(s) were made with other settings: " + " | ".join(problems[:4])
+            + ". Nothing was changed; rerun with --overwrite to recompute them and the steps after them, "
+            "or choose another --output_dir"
+        )  # fmt: skip
+    for step_dir in stale:
+        if step_dir.exists():
+            logger.info("%s was made with other settings; recomputing it", step_dir)
+            shutil.rmtree(step_dir)
+
+
+def run_fold(steps: list[tuple], fold: int, overwrite: bool) -> dict[str, Any]:
+    """One fold of the chain; each step reuses its folder when the record matches, resumes it when
+    unfinished, and otherwise computes it. Returns each stage's results."""
+    results: dict[str, Any] = {}
+    for step, step_dir, arguments, _ in steps:
+        start = time.perf_counter()
+        if step == "extract":
+            gmp_args, data_args = arguments
+            gmp_args.overwrite = overwrite
+            results["gmp"] = run_extract(gmp_args, data_args)
+            logger.info("fold %d extract: done in %.0f s (%s)", fold, time.perf_counter() - start, step_dir)
             continue
-        if (step_dir / RESULTS_NAME).is_file():
-            logger.warning("fold %d %s: done earlier, reusing %s", fold, step, step_dir)
-            results[step] = json.loads((step_dir / RESULTS_NAME).read_text())
-            continue
-        source = str(fold_dir / "stage1") if step == "stage2" else init
-        data_args, model_args, training_args = _stage_arguments(config, step, fold, step_dir, source)
-        logger.warning("fold %d %s: training in %s", fold, step, step_dir)
-        results[step] = run_finetune(step, data_args, model_args, training_args)
+        results[step] = run_finetune(step, *arguments, overwrite=overwrite)
+        test = results[step].get("test", {})
+        scores = f"test WAR {100 * test['war']:.1f} UAR {100 * test['uar']:.1f}" if test else "no test fold"
+        if test.get("gender_accuracy") is not None:
+            scores += f" gender {100 * test['gender_accuracy']:.1f}"
+        logger.info("fold %d %s: %s, %.0f s (%s)", fold, step, scores, time.perf_counter() - start, step_dir)
     return results
 
 
-def run_cv(config: dict, output_dir: str | Path, chain: str = "gmp-tl", folds: list[int] | None = None) -> dict:
-    """Run ``chain`` on ``folds`` (default: all) and write ``cv_results.{json,md}`` and ``confusion.png``."""
-    from .training import load_data, materialize_random_encoder
+def run_cv(
+    config: dict,
+    output_dir: str | Path,
+    chain: str = "gmp-tl",
+    folds: list[int] | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """Run ``chain`` on ``folds`` (default: all) and write ``cv_results.{json,md}`` and ``confusion.png``.
 
+    Every step folder is compared with its record first; see :func:`check_records`.
+    """
     if chain not in CHAINS:
         raise ValueError(f"chain must be one of {sorted(CHAINS)}, got {chain!r}")
     unknown = set(config) - set(SECTIONS)
     if unknown:
         raise ValueError(f"unknown config sections {sorted(unknown)}; expected {SECTIONS}")
     output_dir = Path(output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    with run_lock(output_dir):
+        return _run_cv(config, output_dir, chain, folds, overwrite)
+
+
+def _run_cv(config: dict, output_dir: Path, chain: str, folds: list[int] | None, overwrite: bool) -> dict:
     data_args = DataArguments(**config.get("data", {}))
     all_folds = sorted(set(load_data(data_args)["fold"]))
     folds = all_folds if folds is None else folds
+    missing = sorted(set(folds) - set(all_folds))
+    if missing:
+        raise ValueError(f"folds {missing} do not exist; this protocol has folds {all_folds}")
     preset = config.get("model", {}).get("encoder_preset")
     seed = config.get("training", {}).get("seed", 42)
-    init = materialize_random_encoder(preset, output_dir / "random_init", seed) if preset else None
+    init_dir = output_dir / "random_init"
+    init = str(init_dir) if preset else None
+    plans = {fold: plan_fold(config, fold, output_dir, chain, init) for fold in folds}
+    check_records(plans, overwrite)
+    if preset:
+        materialize_random_encoder(preset, init_dir, seed)
+    (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     start = time.perf_counter()
     per_fold = {}
-    for fold in folds:
-        per_fold[fold] = run_fold(config, fold, output_dir, chain, init)
+    for fold in tqdm(folds, desc="folds", disable=len(folds) < 2):
+        per_fold[fold] = run_fold(plans[fold], fold, overwrite)
     stages = [s for s in ("plain", "mtl", "stage1", "stage2") if all(s in r for r in per_fold.values())]
     summary: dict[str, Any] = {
         "chain": chain,
@@ -132,7 +200,8 @@ def run_cv(config: dict, output_dir: str | Path, chain: str = "gmp-tl", folds: l
         "stages": {
             stage: {
                 "per_fold": {
-                    f: {k: r[stage]["test"][k] for k in ("war", "uar", "macro_f1")} for f, r in per_fold.items()
+                    f: {k: r[stage]["test"].get(k) for k in ("war", "uar", "macro_f1", "gender_accuracy")}
+                    for f, r in per_fold.items()
                 },
                 **aggregate_folds([r[stage]["test"] for r in per_fold.values()]),
             }
@@ -161,18 +230,25 @@ def recorded_compute_time(fold_results: dict[str, Any]) -> float:
 
 
 def results_markdown(summary: dict) -> str:
-    """Per-fold and mean +- std WAR/UAR of every stage, in percent."""
-    lines = ["| stage | " + " | ".join(f"fold {f}" for f in summary["folds"]) + " | WAR mean ± std | UAR mean ± std |"]
-    lines.append("|---" * (len(summary["folds"]) + 3) + "|")
+    """Per-fold and mean +- std WAR/UAR of every stage (and the gender head's accuracy), in percent."""
+    folds = summary["folds"]
+    lines = [
+        "| stage | " + " | ".join(f"fold {f}" for f in folds) + " | WAR mean ± std | UAR mean ± std | gender acc. |"
+    ]
+    lines.append("|---" * (len(folds) + 4) + "|")
     for stage, scores in summary["stages"].items():
-        cells = [
-            f"{100 * scores['per_fold'][f]['war']:.1f} / {100 * scores['per_fold'][f]['uar']:.1f}"
-            for f in summary["folds"]
-        ]
+        cells = [f"{100 * scores['per_fold'][f]['war']:.1f} / {100 * scores['per_fold'][f]['uar']:.1f}" for f in folds]
         war = f"{100 * scores['war_mean']:.1f} ± {100 * scores['war_std']:.1f}"
         uar = f"{100 * scores['uar_mean']:.1f} ± {100 * scores['uar_std']:.1f}"
-        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {war} | {uar} |")
-    return "Test-fold WAR / UAR (%) per fold.\n\n" + "\n".join(lines) + "\n"
+        gender = "–"
+        if "gender_accuracy_mean" in scores:
+            gender = f"{100 * scores['gender_accuracy_mean']:.1f} ± {100 * scores['gender_accuracy_std']:.1f}"
+        lines.append(f"| {stage} | " + " | ".join(cells) + f" | {war} | {uar} | {gender} |")
+    return (
+        "Test-fold WAR / UAR (%) per fold; gender accuracy of the gender head on the test folds.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
 
 
 def plot_confusion(scores: dict, path: Path) -> None:
@@ -211,12 +287,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--chain", choices=sorted(CHAINS), default=None, help="default: cv.chain or gmp-tl")
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="default: cv.folds or all")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    parser.add_argument(
+        "--overwrite", action="store_true", help="recompute the steps whose folders were made with other settings"
+    )
     args = parser.parse_args(argv)
     config = apply_overrides(load_config_file(args.config), args.overrides)
     cv_section = config.pop("cv", {})
-    summary = run_cv(
-        config, args.output_dir, args.chain or cv_section.get("chain", "gmp-tl"), args.folds or cv_section.get("folds")
-    )
+    chain, folds = args.chain or cv_section.get("chain", "gmp-tl"), args.folds or cv_section.get("folds")
+    summary = run_cv(config, args.output_dir, chain, folds, overwrite=args.overwrite)
     print(results_markdown(summary))
     print(
         f"results: {Path(args.output_dir) / 'cv_results.md'}; "

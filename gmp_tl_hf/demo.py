@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 DEMO_CONFIGS: dict[str, dict[str, Any]] = {
     "synthetic": {
-        "data": {"dataset": "synthetic", "fold_protocol": "speakers-4", "validation_size": 0.15, "max_duration": 3.0},
+        "data": {"dataset": "synthetic", "fold_protocol": "speakers-4", "max_duration": 3.0},
         "model": {"encoder_preset": "tiny", "freeze_feature_encoder": False, "layerdrop": 0.0},
         "gmp": {"cluster_sizes": [10, 25, 50]},
         "training": {
@@ -40,7 +40,7 @@ DEMO_CONFIGS: dict[str, dict[str, Any]] = {
         "stage2": {"num_train_epochs": 3, "learning_rate": 3e-4},
     },
     "emodb": {
-        "data": {"dataset": "emodb", "fold_protocol": "speakers-5", "validation_size": 0.1, "max_duration": 4.0},
+        "data": {"dataset": "emodb", "fold_protocol": "speakers-5", "max_duration": 4.0},
         "model": {"encoder_preset": "small", "freeze_feature_encoder": False, "layerdrop": 0.0},
         "gmp": {"cluster_sizes": [50, 100, 500]},
         "training": {"per_device_train_batch_size": 8, "learning_rate": 5e-4, "num_train_epochs": 15, "seed": 42},

@@ -18,12 +18,23 @@ from typing import Any
 import torch
 from datasets import concatenate_datasets, load_from_disk
 
-from .arguments import DataArguments, GMPArguments
-from .features import extract_frame_features, model_fingerprint
+from .arguments import DataArguments, GMPArguments, parse_args
+from .features import FrameFeatureStore, extract_frame_features, model_fingerprint
 from .gmp_labels import add_gmp_labels
 from .kmeans import MultiScaleKMeans
 from .modeling_hubert_gmp import HubertForGMPEmotion
 from .quantizer import GMPQuantizer
+from .records import (
+    close_step,
+    fingerprint_rows,
+    fingerprint_source,
+    open_step,
+    read_record,
+    record_differences,
+    resolved_settings,
+    run_lock,
+)
+from .training import load_feature_extractor, prepare_splits, process_state, split_signature
 
 logger = logging.getLogger(__name__)
 AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -34,19 +45,34 @@ def default_layer(num_layers: int) -> int:
     return max(1, round(0.75 * num_layers))
 
 
-def run_extract(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, Any]:
-    from .training import load_feature_extractor, prepare_splits, process_state, split_signature
+def extraction_settings(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, Any]:
+    """Every setting of an extraction that affects its result (the MTL model is compared by content)."""
+    return {"stage": "extract", **resolved_settings(gmp_args, data_args, drop=("model_name_or_path",))}
 
+
+def run_extract(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, Any]:
     state = process_state()
     output_dir = Path(gmp_args.output_dir)
-    if (output_dir / "gmp.json").is_file() and not gmp_args.overwrite:
-        logger.warning("%s is complete; reusing it (pass --overwrite to redo)", output_dir)
-        return json.loads((output_dir / "gmp.json").read_text())
+    with run_lock(output_dir, enabled=state.is_main_process):
+        return _run_extract(gmp_args, data_args, state, output_dir)
+
+
+def _run_extract(gmp_args: GMPArguments, data_args: DataArguments, state, output_dir: Path) -> dict[str, Any]:
     if gmp_args.autocast not in AUTOCAST:
         raise ValueError(f"autocast must be bf16, fp16 or unset, got {gmp_args.autocast!r}")
     if not gmp_args.model_name_or_path:
         raise ValueError("--model_name_or_path must name the MTL model to take features from")
     splits = prepare_splits(data_args)
+    settings = extraction_settings(gmp_args, data_args)
+    inputs = {"data": fingerprint_rows(splits), "source": fingerprint_source(gmp_args.model_name_or_path)}
+    if record_differences(output_dir, settings, inputs) and not gmp_args.overwrite:
+        open_step(output_dir, "extract", settings, inputs, overwrite=False)  # refuses, on every rank
+    if state.is_main_process:
+        open_step(output_dir, "extract", settings, inputs, overwrite=gmp_args.overwrite)
+    state.wait_for_everyone()
+    if read_record(output_dir)["status"] == "complete" and (output_dir / "gmp.json").is_file():
+        logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
+        return json.loads((output_dir / "gmp.json").read_text())
     model = HubertForGMPEmotion.from_pretrained(gmp_args.model_name_or_path).to(state.device).eval()
     extractor = load_feature_extractor(gmp_args.model_name_or_path)
     layer = gmp_args.layer or default_layer(model.config.num_hidden_layers)
@@ -61,15 +87,13 @@ def run_extract(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, A
     extract_frame_features(
         model, fit_rows, output_dir / "features", layer, extractor,
         max_batch_seconds=gmp_args.batch_seconds, autocast_dtype=autocast, channel=data_args.channel,
-        rank=state.process_index, world_size=state.num_processes, overwrite=gmp_args.overwrite,
+        rank=state.process_index, world_size=state.num_processes,
     )  # fmt: skip
     state.wait_for_everyone()
     timings["features_s"] = time.perf_counter() - start
 
     fingerprint = model_fingerprint(model)
     if state.is_main_process:
-        from .features import FrameFeatureStore
-
         start = time.perf_counter()
         store = FrameFeatureStore(output_dir / "features")
         features, genders = store.sample(gmp_args.fit_fraction, gmp_args.max_fit_frames, seed=gmp_args.seed)
@@ -112,16 +136,15 @@ def run_extract(gmp_args: GMPArguments, data_args: DataArguments) -> dict[str, A
             ]
             concatenate_datasets(parts).save_to_disk(str(output_dir / name))
         shutil.rmtree(output_dir / "parts")
-        (output_dir / "gmp.json").write_text(json.dumps(summary, indent=2))  # written last: marks completion
+        (output_dir / "gmp.json").write_text(json.dumps(summary, indent=2))
+        outputs = [*(output_dir / "quantizer").iterdir(), *(f for n in labelled for f in (output_dir / n).iterdir())]
+        close_step(output_dir, [f for f in outputs if f.is_file()])  # last: marks completion
     state.wait_for_everyone()
     return summary
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry of the extraction recipe (``gmp-tl extract``)."""
-    from .arguments import parse_args
-    from .training import process_state
-
     gmp_args, data_args = parse_args((GMPArguments, DataArguments), argv)
     summary = run_extract(gmp_args, data_args)
     if process_state().is_main_process:

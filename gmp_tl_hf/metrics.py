@@ -57,13 +57,21 @@ def make_compute_metrics(id2label: dict[int, str]) -> Callable:
         flat = {key: scores[key] for key in ("war", "uar", "macro_f1")}
         flat.update({f"recall_{name}": value for name, value in scores["recall"].items()})
         if isinstance(label_ids, (tuple, list)) and len(label_ids) > 1 and isinstance(predictions, (tuple, list)):
-            genders = np.asarray(label_ids[1])
-            known = genders >= 0
-            if known.any():
-                flat["gender_accuracy"] = float((np.argmax(predictions[1], axis=-1)[known] == genders[known]).mean())
+            accuracy = gender_accuracy(label_ids[1], predictions[1])
+            if accuracy is not None:
+                flat["gender_accuracy"] = accuracy
         return flat
 
     return compute_metrics
+
+
+def gender_accuracy(references: Sequence[int], logits: np.ndarray) -> float | None:
+    """Accuracy of the gender head on the utterances with a known gender (label >= 0); None without any."""
+    references = np.asarray(references).ravel()
+    known = references >= 0
+    if not known.any():
+        return None
+    return float((np.argmax(np.asarray(logits), axis=-1)[known] == references[known]).mean())
 
 
 def aggregate_folds(fold_scores: Sequence[dict]) -> dict:
@@ -71,7 +79,10 @@ def aggregate_folds(fold_scores: Sequence[dict]) -> dict:
     if not fold_scores:
         raise ValueError("no fold results to aggregate")
     summary: dict = {"folds": len(fold_scores)}
-    for key in ("war", "uar", "macro_f1"):
+    keys = ["war", "uar", "macro_f1"]
+    if all(scores.get("gender_accuracy") is not None for scores in fold_scores):
+        keys.append("gender_accuracy")
+    for key in keys:
         values = np.array([scores[key] for scores in fold_scores], dtype=np.float64)
         summary[f"{key}_mean"] = float(values.mean())
         summary[f"{key}_std"] = float(values.std())

@@ -45,8 +45,11 @@ class GMPEmotionOutput(ModelOutput):
         gender_logits: Speaker-gender logits `(batch, len(gender_labels))`.
         gmp_logits: One `(batch, frames, classes)` tensor per GMP scale; None without frame heads
             (so that generic code, such as the stock pipeline's batching, never meets an empty tuple).
-        frame_logits: Emotion logits of every frame `(batch, frames, num_labels)`, only with
-            ``output_frame_logits=True``; the utterance logits of the linear head are their mean.
+        window_logits: Emotion logits of consecutive windows of ``window_frames`` encoder frames
+            `(batch, windows, num_labels)`, only when ``window_frames`` is given. Each window goes
+            through the utterance path (same pooling, same head), so a window spanning the whole clip
+            gives exactly ``logits``; ``window_frames=1`` gives one answer per 20 ms frame.
+        window_mask: `(batch, windows)` boolean mask of windows holding at least one valid frame.
         frame_mask: `(batch, frames)` boolean mask of valid (non-padded) encoder frames.
         hidden_states: Encoder hidden states (embedding output + one per layer) if requested.
         attentions: Attention weights per layer if requested.
@@ -56,7 +59,8 @@ class GMPEmotionOutput(ModelOutput):
     logits: torch.FloatTensor | None = None
     gender_logits: torch.FloatTensor | None = None
     gmp_logits: tuple[torch.FloatTensor, ...] | None = None
-    frame_logits: torch.FloatTensor | None = None
+    window_logits: torch.FloatTensor | None = None
+    window_mask: torch.BoolTensor | None = None
     frame_mask: torch.BoolTensor | None = None
     hidden_states: tuple[torch.FloatTensor, ...] | None = None
     attentions: tuple[torch.FloatTensor, ...] | None = None
@@ -106,25 +110,63 @@ class LengthAwareGroupNormConvLayer(nn.Module):
         return self.activation(hidden_states)
 
 
+def weighted_sum(weights: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
+    """``weights`` `(batch, T)` or `(batch, windows, T)` times ``frames`` `(batch, T, dim)`, summed over T."""
+    if weights.dim() == 2:
+        return torch.bmm(weights.unsqueeze(1), frames).squeeze(1)
+    return torch.bmm(weights, frames)
+
+
 class AttentivePooling(nn.Module):
-    """Softmax-weighted mean of the valid frames, one learned score per frame."""
+    """Softmax-weighted mean of the valid frames, one learned score per frame.
+
+    ``frame_mask`` is `(batch, T)` for one embedding per clip or `(batch, windows, T)` for one per
+    window (the timeline): both go through the same weights, so a window covering the whole clip gives
+    the clip's own embedding.
+    """
 
     def __init__(self, hidden_size: int):
         super().__init__()
         self.score = nn.Linear(hidden_size, 1)
 
+    def weights(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        scores = self.score(frames).squeeze(-1)
+        if frame_mask.dim() == 3:
+            scores = scores.unsqueeze(1)
+        return scores.masked_fill(~frame_mask, torch.finfo(scores.dtype).min).softmax(dim=-1)
+
     def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        scores = self.score(frames).squeeze(-1).masked_fill(~frame_mask, torch.finfo(frames.dtype).min)
-        weights = scores.softmax(dim=-1).unsqueeze(-1)
-        return (weights * frames).sum(dim=1)
+        return weighted_sum(self.weights(frames, frame_mask), frames)
 
 
 class MeanPooling(nn.Module):
-    """Mean of the valid frames."""
+    """Mean of the valid frames (``frame_mask`` `(batch, T)` or `(batch, windows, T)`, as above)."""
+
+    def weights(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        mask = frame_mask.to(frames.dtype)
+        return mask / mask.sum(dim=-1, keepdim=True).clamp(min=1.0)
 
     def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
-        mask = frame_mask.unsqueeze(-1).to(frames.dtype)
-        return (frames * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        return weighted_sum(self.weights(frames, frame_mask), frames)
+
+
+def mean_std_pooling(frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+    """Concatenated mean and standard deviation of the valid frames `(batch, 2 * dim)`."""
+    weights = MeanPooling().weights(frames, frame_mask).unsqueeze(-1)
+    mean = (weights * frames).sum(dim=1)
+    variance = (weights * (frames - mean.unsqueeze(1)).square()).sum(dim=1)
+    return torch.cat([mean, variance.clamp(min=1e-6).sqrt()], dim=-1)
+
+
+def window_masks(frame_mask: torch.Tensor, window_frames: int) -> torch.Tensor:
+    """`(batch, windows, T)` masks of consecutive windows of ``window_frames`` valid frames each."""
+    if window_frames < 1:
+        raise ValueError(f"window_frames must be >= 1, got {window_frames}")
+    frames = frame_mask.shape[-1]
+    num_windows = max(1, -(-frames // window_frames))
+    window_of_frame = torch.arange(frames, device=frame_mask.device) // window_frames
+    in_window = window_of_frame[None, :] == torch.arange(num_windows, device=frame_mask.device)[:, None]
+    return in_window[None, :, :] & frame_mask[:, None, :]
 
 
 class AMSoftmaxHead(nn.Module):
@@ -195,7 +237,8 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             )
         else:
             self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
-        self.gender_classifier = nn.Linear(config.classifier_proj_size, len(config.gender_labels))
+        gender_features = config.classifier_proj_size if config.gender_input == "embedding" else 2 * config.hidden_size
+        self.gender_classifier = nn.Linear(gender_features, len(config.gender_labels))
         self.gmp_heads = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.gmp_cluster_sizes)
         self.post_init()
 
@@ -229,7 +272,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         gmp_labels: torch.Tensor | None = None,
         output_attentions: bool | None = None,
         output_hidden_states: bool | None = None,
-        output_frame_logits: bool = False,
+        window_frames: int | None = None,
         return_dict: bool | None = None,
     ) -> GMPEmotionOutput | tuple:
         r"""
@@ -244,8 +287,9 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         gmp_labels (`torch.LongTensor` of shape `(batch, frames, num_scales)`, *optional*):
             GMP class per encoder frame and scale, -100 for padding; `frames` is the encoder frame count
             of the padded batch (`model.num_frames(input_values.shape[1])`).
-        output_frame_logits (`bool`, *optional*, defaults to `False`):
-            Also return the emotion logits of every frame (for emotion timelines).
+        window_frames (`int`, *optional*):
+            Also return the emotion logits of consecutive windows of this many encoder frames (the
+            pipeline's timeline), computed exactly as the utterance logits are, window by window.
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         sample_lengths = self._check_inputs(input_values, attention_mask)
@@ -274,35 +318,60 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             sample_lengths,
             mask_time_indices=mask_time_indices,
             output_attentions=output_attentions,
-            output_hidden_states=True if self.config.use_weighted_layer_sum else output_hidden_states,
+            output_hidden_states=True if self._needs_hidden_states else output_hidden_states,
         )
 
-        if self.config.use_weighted_layer_sum:
-            stacked = torch.stack(outputs.hidden_states, dim=1)
-            weights = self.layer_weights.softmax(dim=-1).view(1, -1, 1, 1)
-            hidden = (stacked * weights).sum(dim=1)
-        else:
-            hidden = outputs.last_hidden_state
-
+        hidden = (
+            self._top_hidden(outputs.hidden_states) if self.config.use_weighted_layer_sum else outputs.last_hidden_state
+        )
         projected = self.projector(hidden)
         embeddings = self.dropout(self.pooler(projected, frame_mask))
         logits = self.classifier(embeddings)
-        gender_logits = self.gender_classifier(embeddings)
+        gender_inputs = self._gender_inputs(embeddings, outputs.hidden_states, frame_mask)
+        gender_logits = self.gender_classifier(gender_inputs)
         gmp_logits = tuple(head(hidden) for head in self.gmp_heads)
-        frame_logits = self.classifier(projected) if output_frame_logits else None
+        window_logits = window_mask = None
+        if window_frames is not None:
+            masks = window_masks(frame_mask, window_frames)
+            window_logits = self.classifier(self.dropout(self.pooler(projected, masks)))
+            window_mask = masks.any(dim=-1)
 
-        loss = self._loss(embeddings, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels)
+        loss = self._loss(gender_inputs, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels)
         output = GMPEmotionOutput(
             loss=loss,
             logits=logits,
             gender_logits=gender_logits,
             gmp_logits=gmp_logits or None,
-            frame_logits=frame_logits,
+            window_logits=window_logits,
+            window_mask=window_mask,
             frame_mask=frame_mask,
             hidden_states=outputs.hidden_states if output_hidden_states else None,
             attentions=outputs.attentions,
         )
         return output if return_dict else output.to_tuple()
+
+    @property
+    def _needs_hidden_states(self) -> bool:
+        return self.config.use_weighted_layer_sum or self.config.gender_input == "statistics"
+
+    def _gender_inputs(self, embeddings, hidden_states, frame_mask) -> torch.Tensor:
+        """What the gender head reads (see ``config.gender_input``)."""
+        if self.config.gender_input == "embedding":
+            return embeddings
+        return mean_std_pooling(hidden_states[self.config.gender_layer], frame_mask)
+
+    def gender_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The gender head's input for a batch (the recipes refit the head on them after training)."""
+        output = self(input_values, attention_mask=attention_mask, output_hidden_states=True)
+        embeddings = self.pooler(self.projector(self._top_hidden(output.hidden_states)), output.frame_mask)
+        return self._gender_inputs(embeddings, output.hidden_states, output.frame_mask)
+
+    def _top_hidden(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        """The frames the heads read: the last layer, or the learned weighted sum of all layers."""
+        if not self.config.use_weighted_layer_sum:
+            return hidden_states[-1]
+        weights = self.layer_weights.softmax(dim=-1).view(1, -1, 1, 1)
+        return (torch.stack(hidden_states, dim=1) * weights).sum(dim=1)
 
     def _encode(self, input_values, attention_mask, sample_lengths, **kwargs):
         """Run the HuBERT encoder with the batch's valid lengths visible to the GroupNorm conv layer."""
@@ -383,7 +452,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             _check_label_range(gmp_labels[..., scale], size, f"gmp_labels[..., {scale}]")
         return gmp_labels
 
-    def _loss(self, embeddings, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels):
+    def _loss(self, gender_inputs, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels):
         config = self.config
         terms = []
         if labels is not None and config.emotion_loss_weight > 0:
@@ -398,7 +467,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             if config.gender_loss_weight > 0:
                 terms.append(config.gender_loss_weight * _cross_entropy(gender_logits, gender_labels))
             else:  # a probe: the gender head learns, the encoder and emotion head do not feel it
-                terms.append(_cross_entropy(self.gender_classifier(embeddings.detach()), gender_labels))
+                terms.append(_cross_entropy(self.gender_classifier(gender_inputs.detach()), gender_labels))
         if gmp_labels is not None and config.gmp_loss_weight > 0:
             per_scale = [
                 _cross_entropy(scale_logits.flatten(0, 1), gmp_labels[..., scale].flatten())
@@ -423,7 +492,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             for source in [here / module_file, *map(Path, get_relative_import_files(here / module_file))]:
                 shutil.copyfile(source, Path(save_directory) / source.name)
         if not (Path(save_directory) / "preprocessor_config.json").exists():
-            logger.info("no feature extractor saved with the model; writing the default 16 kHz one")
+            logger.debug("no feature extractor saved with the model; writing the default 16 kHz one")
             default_feature_extractor().save_pretrained(save_directory)
 
 

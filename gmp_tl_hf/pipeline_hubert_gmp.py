@@ -26,8 +26,12 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
 
     Output: the standard ``[{"label", "score"}, ...]``, unless ``return_gender=True`` or
     ``return_timeline=True`` is passed, in which case a dict with ``"emotion"`` (that list) plus
-    ``"gender"`` (same format) and/or ``"timeline"`` (``[{"start", "end", "label", "score"}, ...]``,
-    one entry per ``timeline_window`` seconds) is returned.
+    ``"gender"`` (same format) and/or ``"timeline"`` (``[{"start", "end", "label", "score", "scores"},
+    ...]``, one entry per ``timeline_window`` seconds) is returned.
+
+    Each timeline window is answered exactly as a whole clip is (the model's pooling and emotion head
+    on that window's frames), so a window spanning the clip repeats the clip's answer. The gender is
+    given only by models whose gender head was trained for their encoder (``config.gender_head_trained``).
     """
 
     def __call__(self, inputs: Any, **kwargs):
@@ -66,16 +70,31 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         if channel is not None:
             preprocess_params["channel"] = channel
         forward_params = {}
+        if timeline_window is not None and timeline_window <= 0:
+            raise ValueError(f"timeline_window must be > 0 seconds, got {timeline_window}")
+        if return_timeline:
+            forward_params["window_frames"] = self._window_frames(timeline_window or 0.5)
         if return_timeline is not None:
-            forward_params["output_frame_logits"] = return_timeline
             postprocess_params["return_timeline"] = return_timeline
+        if return_gender:
+            self._check_gender_head()
         if return_gender is not None:
             postprocess_params["return_gender"] = return_gender
-        if timeline_window is not None:
-            if timeline_window <= 0:
-                raise ValueError(f"timeline_window must be > 0 seconds, got {timeline_window}")
-            postprocess_params["timeline_window"] = timeline_window
         return preprocess_params, forward_params, postprocess_params
+
+    def _window_frames(self, seconds: float) -> int:
+        """Encoder frames per timeline window of ``seconds`` (frames are 20 ms apart)."""
+        return max(1, round(seconds / self._frame_seconds()))
+
+    def _frame_seconds(self) -> float:
+        return float(np.prod(self.model.config.conv_stride)) / self.feature_extractor.sampling_rate
+
+    def _check_gender_head(self) -> None:
+        if not getattr(self.model.config, "gender_head_trained", False):
+            raise ValueError(
+                "this model's gender head was not trained for its encoder (config.gender_head_trained is false), "
+                "so it has no gender answer to give; call without return_gender=True"
+            )
 
     def preprocess(self, inputs: Any, sampling_rate: int | None = None, channel: int | None = None):
         target_rate = self.feature_extractor.sampling_rate
@@ -96,12 +115,14 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             waveform, sampling_rate=target_rate, return_attention_mask=True, return_tensors="pt"
         )
 
-    def _forward(self, model_inputs, output_frame_logits: bool = False):
-        outputs = self.model(**model_inputs, output_frame_logits=output_frame_logits)
+    def _forward(self, model_inputs, window_frames: int | None = None):
+        outputs = self.model(**model_inputs, window_frames=window_frames)
         result = {"logits": outputs.logits, "gender_logits": outputs.gender_logits}
-        if output_frame_logits:
-            result["frame_logits"] = outputs.frame_logits
+        if window_frames is not None:
+            result["window_logits"] = outputs.window_logits
+            result["window_mask"] = outputs.window_mask
             result["frame_lengths"] = outputs.frame_mask.sum(dim=-1)
+            result["window_frames"] = torch.full_like(result["frame_lengths"], window_frames)
         return result
 
     def postprocess(
@@ -111,7 +132,6 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         function_to_apply: str | None = None,
         return_gender: bool = False,
         return_timeline: bool = False,
-        timeline_window: float = 0.5,
     ):
         emotion = self._ranked(model_outputs["logits"][0], self.model.config.id2label, top_k, function_to_apply)
         if not (return_gender or return_timeline):
@@ -121,7 +141,7 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             labels = dict(enumerate(self.model.config.gender_labels))
             result["gender"] = self._ranked(model_outputs["gender_logits"][0], labels, len(labels), None)
         if return_timeline:
-            result["timeline"] = self._timeline(model_outputs, timeline_window)
+            result["timeline"] = self._timeline(model_outputs, function_to_apply)
         return result
 
     @staticmethod
@@ -137,23 +157,23 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         values, ids = scores.topk(min(top_k, scores.numel()))
         return [{"score": float(value), "label": id2label[int(i)]} for value, i in zip(values, ids)]
 
-    def _timeline(self, model_outputs, window: float) -> list[dict[str, Any]]:
-        """Average frame probabilities over windows of ``window`` seconds (frames are 20 ms apart)."""
-        config = self.model.config
-        frame_seconds = float(np.prod(config.conv_stride)) / self.feature_extractor.sampling_rate
+    def _timeline(self, model_outputs, function_to_apply: str | None) -> list[dict[str, Any]]:
+        """One entry per window: its span in seconds, best label and score, and every label's score."""
+        id2label = self.model.config.id2label
+        frame_seconds = self._frame_seconds()
+        step = int(model_outputs["window_frames"][0])
         length = int(model_outputs["frame_lengths"][0])
-        probs = model_outputs["frame_logits"][0, :length].float().softmax(-1)
-        step = max(1, round(window / frame_seconds))
+        windows = model_outputs["window_logits"][0][model_outputs["window_mask"][0]]
         timeline = []
-        for start in range(0, length, step):
-            mean = probs[start : start + step].mean(dim=0)
-            best = int(mean.argmax())
+        for index, logits in enumerate(windows):
+            ranked = self._ranked(logits, id2label, len(id2label), function_to_apply)
             timeline.append(
                 {
-                    "start": round(start * frame_seconds, 3),
-                    "end": round(min(start + step, length) * frame_seconds, 3),
-                    "label": config.id2label[best],
-                    "score": float(mean[best]),
+                    "start": round(index * step * frame_seconds, 3),
+                    "end": round(min((index + 1) * step, length) * frame_seconds, 3),
+                    "label": ranked[0]["label"],
+                    "score": ranked[0]["score"],
+                    "scores": {entry["label"]: entry["score"] for entry in ranked},
                 }
             )
         return timeline

@@ -88,17 +88,19 @@ def fold_split(dataset: Dataset, fold: int) -> DatasetDict:
     )
 
 
-def split_validation(train: Dataset, mode: str = "random", size: float = 0.1, seed: int = 0) -> DatasetDict:
+def split_validation(train: Dataset, mode: str = "speakers", size: float | None = None, seed: int = 0) -> DatasetDict:
     """Carve a validation set out of the training folds (model selection never sees the test fold).
 
-    ``mode="random"``: a fraction ``size`` of the utterances, stratified by emotion (speakers may
-    overlap with training). ``mode="speakers"``: ``int(size)`` whole speakers, genders alternating.
-    ``mode="none"``: no validation set.
+    ``mode="speakers"`` (default): ``int(size)`` whole speakers (default 2), genders alternating, so
+    the epoch is chosen on speakers the model never trained on, as the test fold's are.
+    ``mode="random"``: a fraction ``size`` (default 0.1) of the utterances, stratified by emotion; its
+    speakers also train, so model selection is optimistic. ``mode="none"``: no validation set.
     """
     if mode == "none":
         return DatasetDict(train=train)
     rng = np.random.default_rng(seed)
     if mode == "random":
+        size = 0.1 if size is None else size
         if not 0 < size < 1:
             raise ValueError(f"a random validation split needs 0 < size < 1, got {size}")
         labels = np.asarray(train["emotion"])
@@ -110,7 +112,9 @@ def split_validation(train: Dataset, mode: str = "random", size: float = 0.1, se
         is_validation[held_out] = True
     elif mode == "speakers":
         genders = speaker_genders(train)
-        count = int(size)
+        count = 2 if size is None else int(size)
+        if count != size and size is not None:
+            raise ValueError(f"speaker validation takes a whole number of speakers, got {size}")
         if not 1 <= count < len(genders):
             raise ValueError(f"need 1 <= validation speakers < {len(genders)} training speakers, got {size}")
         by_gender: dict[int, list[str]] = defaultdict(list)

@@ -13,7 +13,7 @@ import json
 import logging
 import os
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,24 +22,36 @@ import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType, parse_flag_from_env
 from datasets import DatasetDict, load_from_disk
+from sklearn.linear_model import LogisticRegression
 from torch.utils.data import SequentialSampler
 from transformers import HubertConfig, HubertModel, Trainer, TrainingArguments, Wav2Vec2FeatureExtractor, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 
-from .arguments import DataArguments, ModelArguments
+from .arguments import TRAINING_DEFAULTS, DataArguments, ModelArguments, RunArguments, parse_args
 from .corpora import GENDERS, load_corpus, load_manifest
 from .data import CropEpochCallback, SERCollator, scan_audio, with_crop
 from .hub import push_run, write_model_card
-from .metrics import make_compute_metrics, ser_metrics
+from .metrics import gender_accuracy, make_compute_metrics, ser_metrics
 from .modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
 from .presets import encoder_preset
 from .quantizer import GMPQuantizer
+from .records import (
+    close_step,
+    fingerprint_rows,
+    fingerprint_source,
+    newest_complete_checkpoint,
+    open_step,
+    read_record,
+    record_differences,
+    resolved_settings,
+    run_lock,
+)
 from .splits import assign_folds, fold_split, split_validation
 from .synthetic import CorpusSpec, synthesize_corpus
 
 logger = logging.getLogger(__name__)
 
 STAGES = ("plain", "mtl", "stage1", "stage2")
+HEAD_INITS = ("from_stage1", "fresh")
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "plain": {"emotion_head": "linear", "gender_loss_weight": 0.0},
     "mtl": {"emotion_head": "linear", "gender_loss_weight": 1.0},
@@ -171,15 +183,34 @@ def build_model(
         "gmp_loss_weight": model_args.gmp_loss_weight,
         "gmp_loss_frames": model_args.gmp_loss_frames,
         "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
+        "gender_input": model_args.gender_input,
+        "gender_layer": model_args.gender_layer,
     }
     for key in ("mask_time_prob", "layerdrop"):
         if getattr(model_args, key) is not None:
             overrides[key] = getattr(model_args, key)
     set_seed(seed)  # the new heads start the same in every run
     model = HubertForGMPEmotion.from_pretrained(source, ignore_mismatched_sizes=True, **overrides)
+    if stage == "stage2":
+        initialise_stage2_head(model, model_args.head_init, seed)
     if model_args.freeze_feature_encoder:
         model.freeze_feature_encoder()
     return model
+
+
+def initialise_stage2_head(model: HubertForGMPEmotion, head_init: str, seed: int) -> None:
+    """Stage 2's emotion head: ``from_stage1`` keeps the weight rows loaded from the stage-1 emotion head
+    (the AM-Softmax class vectors start as the linear head's, its bias dropped); ``fresh`` draws new ones."""
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+    if head_init == "fresh":
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            weight = model.classifier.weight
+            weight.copy_(torch.randn(weight.shape, generator=generator) * model.config.initializer_range)
+            if getattr(model.classifier, "bias", None) is not None:
+                model.classifier.bias.zero_()
+    logger.info("stage2: %s emotion head, initialised %s", model.config.emotion_head, head_init.replace("_", " "))
 
 
 # ---------------------------------------------------------------- the recipe
@@ -198,6 +229,50 @@ class SERTrainer(Trainer):
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
 
 
+@torch.no_grad()
+def refit_gender_head(model: HubertForGMPEmotion, rows, collator: SERCollator, batch_size: int = 8) -> dict | None:
+    """Refit the gender head by logistic regression on the final encoder's features of the training clips.
+
+    The head is trained alongside the encoder (as a task or a probe), but a few epochs from scratch
+    leave it far from converged; a closed-form fit on the encoder the model ends with makes the gender
+    answer valid for that encoder, whatever the stage's losses were. Returns what was fitted.
+    """
+    genders = np.asarray(rows["gender"])
+    rows = rows.select(np.flatnonzero(genders >= 0))
+    if len(set(rows["gender"])) < len(model.config.gender_labels):
+        logger.warning("not every gender occurs in the training clips; the gender head is left as trained")
+        return None
+    rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
+    was_training = model.training
+    model.eval()
+    features = []
+    for start in range(0, len(rows), batch_size):
+        batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+        mask = batch.get("attention_mask")
+        inputs = batch["input_values"].to(model.device)
+        output = model.gender_features(inputs, None if mask is None else mask.to(model.device))
+        features.append(output.float().cpu().numpy())
+    model.train(was_training)
+    features, targets = np.concatenate(features), np.asarray(rows["gender"])
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    classifier = LogisticRegression(C=1.0, max_iter=2000).fit((features - mean) / scale, targets)
+    coef, intercept = classifier.coef_, classifier.intercept_
+    if coef.shape[0] == 1:  # binary: logit(class 1) - logit(class 0) = w.x + b, split symmetrically
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight = coef / scale
+    bias = intercept - weight @ mean
+    head = model.gender_classifier
+    head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
+    head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+    accuracy = float((classifier.predict((features - mean) / scale) == targets).mean())
+    logger.info("gender head refit on %d training clips (training accuracy %.3f)", len(targets), accuracy)
+    return {
+        "method": "logistic regression (C=1, standardised features)",
+        "clips": len(targets),
+        "train_accuracy": accuracy,
+    }
+
+
 def sort_by_length(dataset):
     return dataset.select(np.argsort(-np.asarray(dataset["num_samples"]), kind="stable"))
 
@@ -214,24 +289,71 @@ def _gmp_inputs(model_args: ModelArguments, data_args: DataArguments) -> tuple[D
     return labelled, GMPQuantizer.from_pretrained(gmp_dir / "quantizer")
 
 
+def step_inputs(stage: str, model_args: ModelArguments, splits: DatasetDict, seed: int) -> dict[str, Any]:
+    """Fingerprints of what a training step reads: its data rows, the model it starts from (by content),
+    and for stage 1 the GMP labels (by the extraction's output fingerprint)."""
+    if model_args.encoder_preset and stage != "stage2":
+        source = f"random-init:{model_args.encoder_preset}:seed{seed}"
+    else:
+        source = fingerprint_source(model_args.model_name_or_path)
+    inputs = {"data": fingerprint_rows(splits), "source": source}
+    if stage == "stage1":
+        record = read_record(model_args.gmp_dir) if model_args.gmp_dir else None
+        if record is None or record.get("status") != "complete":
+            raise ValueError(f"stage1 needs a finished GMP extraction in --gmp_dir, got {model_args.gmp_dir!r}")
+        inputs["gmp"] = record["output"]
+    return inputs
+
+
 def run_finetune(
-    stage: str, data_args: DataArguments, model_args: ModelArguments, training_args: TrainingArguments
+    stage: str,
+    data_args: DataArguments,
+    model_args: ModelArguments,
+    training_args: TrainingArguments,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Train on ``data_args.fold``'s training folds, select on validation UAR, test on the fold.
 
-    Writes the model (with code, feature extractor, quantizer and model card) and ``results.json`` to
-    ``training_args.output_dir``; returns the results.
+    Writes the model (with code, feature extractor, quantizer and model card), ``results.json`` and
+    ``record.json`` to ``training_args.output_dir``; returns the results. A folder made with other
+    settings or inputs is refused unless ``overwrite``; a complete one with the same is reused.
     """
     if stage not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}, got {stage!r}")
     state = process_state()
     output_dir = Path(training_args.output_dir)
+    settings = step_settings(stage, data_args, model_args, training_args)  # before the recipe adjusts them
+    with run_lock(output_dir, enabled=state.is_main_process):
+        return _run_finetune(stage, data_args, model_args, training_args, overwrite, state, output_dir, settings)
+
+
+def step_settings(
+    stage: str, data_args: DataArguments, model_args: ModelArguments, training_args: TrainingArguments
+) -> dict[str, Any]:
+    """Every setting of a training step that affects its result (paths of inputs are compared by content,
+    through :func:`step_inputs`, so a copied or moved upstream folder still matches)."""
+    settings = {"stage": stage, **resolved_settings(data_args, model_args, training_args, drop=("gmp_dir",))}
+    settings["ModelArguments"].pop("model_name_or_path")
+    return settings
+
+
+def _run_finetune(stage, data_args, model_args, training_args, overwrite, state, output_dir, settings):
     push, training_args.push_to_hub = training_args.push_to_hub, False  # we push once, with our model card
     training_args.remove_unused_columns = False  # the collator needs the audio column
     training_args.label_names = ["labels", "gender_labels"]
     set_seed(training_args.seed)
 
     splits = prepare_splits(data_args)
+    inputs = step_inputs(stage, model_args, splits, training_args.seed)
+    changed = record_differences(output_dir, settings, inputs)
+    if changed and not overwrite:  # every rank refuses alike, before anything is written
+        open_step(output_dir, stage, settings, inputs, overwrite=False)
+    if state.is_main_process:
+        open_step(output_dir, stage, settings, inputs, overwrite=overwrite)
+    state.wait_for_everyone()
+    if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
+        logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
+        return json.loads((output_dir / RESULTS_NAME).read_text())
     quantizer = None
     if stage == "stage1":
         labelled, quantizer = _gmp_inputs(model_args, data_args)
@@ -242,6 +364,7 @@ def run_finetune(
         training_args.load_best_model_at_end = False
 
     source = model_source(stage, model_args, output_dir, training_args.seed)
+    model_args = replace(model_args, model_name_or_path=source)  # the record names what the stage started from
     gmp_classes = quantizer.num_classes if quantizer else []
     model = build_model(stage, source, model_args, label_names, gmp_classes, training_args.seed)
     extractor = load_feature_extractor(source)
@@ -261,8 +384,10 @@ def run_finetune(
     )
     check_processes_connected(trainer)
     resume = training_args.resume_from_checkpoint
-    if resume == "last":  # the newest checkpoint-* in output_dir, if any
-        resume = get_last_checkpoint(str(output_dir)) if output_dir.is_dir() else None
+    if resume == "last":  # the newest complete checkpoint-* in output_dir, if any
+        resume = newest_complete_checkpoint(output_dir) if state.is_main_process else None
+        state.wait_for_everyone()
+        resume = newest_complete_checkpoint(output_dir) if not state.is_main_process else resume
     train_output = trainer.train(resume_from_checkpoint=resume)
     logger.warning(
         "rank %d/%d: trained %d optimizer steps on %d training clips",
@@ -272,6 +397,7 @@ def run_finetune(
         len(splits["train"]),
     )
 
+    gender_fit = refit_gender_head(model, splits["train"], collator) if model_args.refit_gender_head else None
     results: dict[str, Any] = {
         "stage": stage,
         "fold": data_args.fold,
@@ -281,12 +407,17 @@ def run_finetune(
         "global_step": trainer.state.global_step,
         "train_runtime": train_output.metrics.get("train_runtime"),
         "best_checkpoint": trainer.state.best_model_checkpoint,
+        "gender_head_refit": gender_fit,
     }
     for name in ("validation", "test"):
         if name in splits:
             prediction = trainer.predict(splits[name], metric_key_prefix=name)
             logits, labels = prediction.predictions[0], prediction.label_ids[0]  # (emotion, gender) pairs
             results[name] = ser_metrics(labels, np.argmax(logits, axis=-1), label_names)
+            results[name]["gender_accuracy"] = gender_accuracy(prediction.label_ids[1], prediction.predictions[1])
+    # the gender head learnt (as a task or as a probe on this encoder) only where training clips had genders
+    model.config.gender_head_trained = any(gender >= 0 for gender in splits["train"]["gender"])
+    results["model"]["config"]["gender_head_trained"] = model.config.gender_head_trained
     trainer.save_model(str(output_dir))  # writes on the main process only
     if state.is_main_process:
         if quantizer is not None:
@@ -296,8 +427,9 @@ def run_finetune(
                 Path(model_args.model_name_or_path) / "quantizer", output_dir / "quantizer", dirs_exist_ok=True
             )
         (output_dir / RESULTS_NAME).write_text(json.dumps(results, indent=2, default=str))
+        close_step(output_dir, sorted(output_dir.glob("*.safetensors")))
         repo_id = (training_args.hub_model_id or output_dir.name) if push else None
-        write_model_card(output_dir, results, base_model=_base_model(model_args), repo_id=repo_id)
+        write_model_card(output_dir, results, base_model=base_model_id(model_args.model_name_or_path), repo_id=repo_id)
         if push:
             url = push_run(
                 output_dir, repo_id, token=training_args.hub_token, private=bool(training_args.hub_private_repo)
@@ -307,25 +439,25 @@ def run_finetune(
     return results
 
 
-def _base_model(model_args: ModelArguments) -> str:
-    if model_args.encoder_preset:
-        return f"random-init HuBERT ({model_args.encoder_preset} preset)"
-    path = Path(model_args.model_name_or_path)
-    card = path / RESULTS_NAME
-    if card.is_file():  # stage 2 starts from a stage-1 folder: report what that started from
-        return json.loads(card.read_text())["model"]["model_name_or_path"]
-    return model_args.model_name_or_path
+def base_model_id(model_name_or_path: str) -> str | None:
+    """The Hub id a chain of run folders started from, or None when it started from a local or random
+    encoder (a model card's ``base_model`` must name a Hub model, never a local path)."""
+    path = Path(model_name_or_path)
+    if path.exists():
+        record = path / RESULTS_NAME
+        if record.is_file():  # one of our run folders: follow it to where it started
+            return base_model_id(json.loads(record.read_text())["model"]["model_name_or_path"])
+        return None
+    return model_name_or_path
 
 
 def main(stage: str, argv: list[str] | None = None) -> dict[str, Any]:
     """Command-line entry of the fine-tuning recipes (``gmp-tl mtl|stage1|stage2|plain``)."""
-    from .arguments import TRAINING_DEFAULTS, parse_args
-
     process_state()  # before TrainingArguments set up the process group
-    data_args, model_args, training_args = parse_args(
-        (DataArguments, ModelArguments, TrainingArguments), argv, defaults=TRAINING_DEFAULTS
+    data_args, model_args, training_args, run_args = parse_args(
+        (DataArguments, ModelArguments, TrainingArguments, RunArguments), argv, defaults=TRAINING_DEFAULTS
     )
-    results = run_finetune(stage, data_args, model_args, training_args)
+    results = run_finetune(stage, data_args, model_args, training_args, overwrite=run_args.overwrite)
     if "test" in results and process_state().is_main_process:
         print(
             f"{stage} fold {data_args.fold}: "

@@ -12,6 +12,7 @@ from conftest import tiny_config
 from corpus_trees import write_emodb
 
 from gmp_tl_hf import default_feature_extractor
+from gmp_tl_hf.arguments import DataArguments
 from gmp_tl_hf.audio_io import AudioError, load_waveform, to_mono
 from gmp_tl_hf.corpora import load_corpus, load_manifest
 from gmp_tl_hf.data import SERCollator, scan_audio, with_crop
@@ -217,6 +218,12 @@ def test_validation_split_stays_inside_the_training_folds(emodb_dir):
     assert sorted(set(by_speaker["validation"]["gender"])) == [0, 1]
     assert not set(by_speaker["validation"]["speaker"]) & set(by_speaker["train"]["speaker"])
     assert not set(by_speaker["validation"]["speaker"]) & set(split["test"]["speaker"])
+    default = split_validation(split["train"])  # speaker-disjoint, one speaker per gender
+    assert set(default["validation"]["speaker"]).isdisjoint(default["train"]["speaker"])
+    assert sorted(set(default["validation"]["gender"])) == [0, 1]
+    assert DataArguments().validation == "speakers"
+    with pytest.raises(ValueError, match="whole number of speakers"):
+        split_validation(split["train"], "speakers", 0.1)
     random = split_validation(split["train"], "random", 0.1, seed=0)
     assert len(random["validation"]) + len(random["train"]) == len(split["train"])
     assert set(random["validation"]["emotion"]) == set(split["train"]["emotion"])  # stratified

@@ -25,15 +25,13 @@ def batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
 def test_output_shapes_of_every_head():
     model = tiny_model(attn_implementation="eager")
     values, mask = batch([16000, 12000])
-    out = model(
-        values, attention_mask=mask, output_hidden_states=True, output_attentions=True, output_frame_logits=True
-    )
+    out = model(values, attention_mask=mask, output_hidden_states=True, output_attentions=True, window_frames=1)
     frames = model.num_frames(16000)
     assert frames == 49
     assert out.logits.shape == (2, 4)
     assert out.gender_logits.shape == (2, 2)
     assert [tuple(t.shape) for t in out.gmp_logits] == [(2, frames, 5), (2, frames, 7)]
-    assert out.frame_logits.shape == (2, frames, 4)
+    assert out.window_logits.shape == (2, frames, 4)
     assert out.frame_mask.sum(dim=1).tolist() == [49, model.num_frames(12000)]
     assert len(out.hidden_states) == model.config.num_hidden_layers + 1
     assert all(h.shape == (2, frames, 32) for h in out.hidden_states)
@@ -65,8 +63,8 @@ def test_padding_does_not_change_outputs(overrides):
     padded, mask = batch([24000, 16000, 9000], seed=2)
     padded[1] = 0
     padded[1, :16000] = alone[0]
-    single = model(alone, output_frame_logits=True)
-    batched = model(padded, attention_mask=mask, output_frame_logits=True)
+    single = model(alone, window_frames=1)
+    batched = model(padded, attention_mask=mask, window_frames=1)
     frames = single.frame_mask.shape[1]
     torch.testing.assert_close(batched.logits[1], single.logits[0], atol=1e-5, rtol=0)
     torch.testing.assert_close(batched.gender_logits[1], single.gender_logits[0], atol=1e-5, rtol=0)
@@ -76,7 +74,7 @@ def test_padding_does_not_change_outputs(overrides):
         )
     # AM-Softmax frame logits are cosines times am_scale (30): compare at the cosine's precision.
     frame_atol = 1e-5 * (model.config.am_scale if model.config.emotion_head == "am_softmax" else 1)
-    torch.testing.assert_close(batched.frame_logits[1, :frames], single.frame_logits[0], atol=frame_atol, rtol=0)
+    torch.testing.assert_close(batched.window_logits[1, :frames], single.window_logits[0], atol=frame_atol, rtol=0)
     assert not batched.frame_mask[1, frames:].any()
 
 
@@ -95,10 +93,49 @@ def test_without_masked_group_norm_padding_would_leak():
     assert (without_mask - reference).abs().max() > 1e-4
 
 
-def test_linear_head_utterance_logits_are_the_mean_of_frame_logits():
+HEADS_X_POOLING = [
+    {"emotion_head": emotion_head, "pooling": pooling}
+    for emotion_head in ("linear", "am_softmax")
+    for pooling in ("mean", "attentive")
+]
+
+
+def confident_model(**overrides) -> HubertForGMPEmotion:
+    """A random model whose heads are scaled up, so that it answers confidently, as after training:
+    the case where averaging per-frame probabilities and pooling-then-classifying part ways."""
+    model = tiny_model(**overrides)
+    with torch.no_grad():
+        model.projector.weight.mul_(30)
+        if model.config.emotion_head == "linear":
+            model.classifier.weight.mul_(30)
+        if model.config.pooling == "attentive":
+            model.pooler.score.weight.mul_(30)
+    return model
+
+
+@pytest.mark.parametrize("overrides", HEADS_X_POOLING, ids=lambda o: f"{o['emotion_head']}-{o['pooling']}")
+def test_a_window_spanning_the_clip_gives_the_utterance_answer(overrides):
+    model = confident_model(**overrides)
+    values, mask = batch([16000, 11000], seed=3)
+    frames = int(model.num_frames(16000))
+    whole = model(values, attention_mask=mask, window_frames=frames)
+    assert whole.window_logits.shape[1] == 1
+    torch.testing.assert_close(whole.window_logits[:, 0], whole.logits, atol=1e-4, rtol=0)
+    if model.config.emotion_head == "linear":  # confident, where a per-frame average would disagree
+        frame_average = model(values, attention_mask=mask, window_frames=1).window_logits.softmax(-1)
+        assert (frame_average[0, :frames].mean(0).max() - whole.logits.softmax(-1)[0].max()).abs() > 0.05
+    windows = model(values, attention_mask=mask, window_frames=10, output_hidden_states=True)
+    # each window is the utterance path (pooling + head) over its frames of the whole-clip encoding
+    projected = model.projector(windows.hidden_states[-1][:1, :10])
+    first = model.classifier(model.pooler(projected, torch.ones(1, 10, dtype=torch.bool)))
+    torch.testing.assert_close(windows.window_logits[0, 0], first[0], atol=1e-4, rtol=0)
+    assert windows.window_mask[1].sum() == -(-int(model.num_frames(11000)) // 10)
+
+
+def test_one_frame_windows_of_the_linear_mean_head_average_to_the_utterance():
     model = tiny_model()
-    out = model(torch.randn(1, 16000), output_frame_logits=True)
-    torch.testing.assert_close(out.frame_logits.mean(dim=1), out.logits, atol=1e-5, rtol=0)
+    out = model(torch.randn(1, 16000), window_frames=1)
+    torch.testing.assert_close(out.window_logits.mean(dim=1), out.logits, atol=1e-5, rtol=0)
 
 
 def test_each_loss_term_is_used_only_when_its_labels_are_given():

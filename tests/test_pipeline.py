@@ -21,7 +21,7 @@ from gmp_tl_hf import default_feature_extractor
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     path = tmp_path_factory.mktemp("checkpoint")
-    model = tiny_model(seed=3)
+    model = tiny_model(seed=3, gender_head_trained=True)
     model.save_pretrained(path)
     default_feature_extractor().save_pretrained(path)
     return path
@@ -102,6 +102,32 @@ def test_gender_and_timeline_on_request(classifier):
     assert all(segment["label"] in {"neutral", "happy", "angry", "sad"} for segment in timeline)
     only_gender = classifier(speechlike(1.0), return_gender=True)
     assert set(only_gender) == {"emotion", "gender"}
+    assert set(timeline[0]["scores"]) == {"neutral", "happy", "angry", "sad"}
+    assert timeline[0]["score"] == max(timeline[0]["scores"].values())
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attentive"])
+@pytest.mark.parametrize("emotion_head", ["linear", "am_softmax"])
+def test_a_timeline_window_spanning_the_clip_repeats_the_clip_answer(tmp_path, pooling, emotion_head):
+    model = tiny_model(seed=5, pooling=pooling, emotion_head=emotion_head)
+    with torch.no_grad():  # confident heads, as after training
+        model.projector.weight.mul_(30)
+    model.save_pretrained(tmp_path)
+    classify = pipeline("audio-classification", model=str(tmp_path), trust_remote_code=True)
+    for seconds in (0.7, 2.3):
+        result = classify(speechlike(seconds, f0=220.0), return_timeline=True, timeline_window=seconds + 1, top_k=4)
+        (window,) = result["timeline"]
+        assert window["label"] == result["emotion"][0]["label"]
+        for item in result["emotion"]:
+            assert window["scores"][item["label"]] == pytest.approx(item["score"], abs=1e-4)
+
+
+def test_an_untrained_gender_head_is_refused(tmp_path):
+    tiny_model(seed=3).save_pretrained(tmp_path)  # gender_head_trained defaults to False
+    classify = pipeline("audio-classification", model=str(tmp_path), trust_remote_code=True)
+    with pytest.raises(ValueError, match="gender head was not trained for its encoder"):
+        classify(speechlike(1.0), return_gender=True)
+    assert len(classify(speechlike(1.0))) == 4  # the emotion answer is still given
 
 
 def test_batched_calls_match_single_calls_in_input_order(classifier, tmp_path):

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,10 +16,11 @@ from conftest import REPO_ROOT
 from datasets import load_from_disk
 from hub_server import HubServer
 from safetensors.torch import load_file
-from transformers import Trainer, TrainingArguments
+from transformers import Trainer, TrainingArguments, pipeline
 
 from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
+from gmp_tl_hf.records import RecordMismatch
 from gmp_tl_hf.training import run_finetune
 
 TINY_DATA = {
@@ -26,6 +28,7 @@ TINY_DATA = {
     "synthetic_speakers_per_gender": 2,
     "synthetic_utterances_per_emotion": 3,
     "fold_protocol": "speakers-2",
+    "validation": "random",
     "validation_size": 0.25,
     "max_duration": 1.5,
 }
@@ -117,6 +120,59 @@ def test_cv_chain_writes_models_reports_and_skips_finished_folds(corpus_dir, tmp
     assert again["stages"]["stage2"]["war_mean"] == summary["stages"]["stage2"]["war_mean"]
     # the recorded compute time survives the rerun; the wall time covers only the rerun
     assert again["compute_time_s"] == summary["compute_time_s"] > again["wall_time_s"]
+
+    # records: each step folder says what made it
+    record = json.loads((fold / "stage2" / "record.json").read_text())
+    assert record["status"] == "complete" and record["code"]["package"] and record["output"].startswith("sha256:")
+    assert record["settings"]["ModelArguments"]["head_init"] == "from_stage1"
+    assert record["inputs"]["source"] == json.loads((fold / "stage1" / "record.json").read_text())["output"]
+    assert "base_model:" not in card  # started from a random encoder, not a Hub model
+
+
+def snapshot(folder):
+    return {p: p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and "checkpoint-" not in str(p)}
+
+
+def test_a_rerun_with_other_settings_refuses_then_overwrite_recomputes_what_changed(corpus_dir, tmp_path):
+    run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
+    fold = tmp_path / "cv" / "fold0"
+    before = snapshot(tmp_path / "cv")
+    changed = tiny_config(corpus_dir)
+    changed["training"] = {**changed["training"], "learning_rate": 2e-3}
+    with pytest.raises(RecordMismatch, match=r"fold0/mtl: TrainingArguments\.learning_rate: 0\.001 -> 0\.002"):
+        run_cv(changed, tmp_path / "cv", "gmp-tl", folds=[0])
+    assert snapshot(tmp_path / "cv") == before  # nothing touched, config.yaml included
+    only_stage2 = tiny_config(corpus_dir)
+    only_stage2["stage2"] = {"head_init": "fresh"}
+    with pytest.raises(RecordMismatch, match=r"fold0/stage2: ModelArguments\.head_init"):
+        run_cv(only_stage2, tmp_path / "cv", "gmp-tl", folds=[0])
+    run_cv(only_stage2, tmp_path / "cv", "gmp-tl", folds=[0], overwrite=True)
+    after = snapshot(tmp_path / "cv")
+    for step in ("mtl", "gmp", "stage1"):  # upstream of the change: untouched
+        assert all(after[p] == data for p, data in before.items() if f"/{step}/" in str(p))
+    assert after[fold / "stage2" / "model.safetensors"] != before[fold / "stage2" / "model.safetensors"]
+    assert json.loads((fold / "stage2" / "results.json").read_text())["model"]["head_init"] == "fresh"
+    run_cv(changed, tmp_path / "cv", "gmp-tl", folds=[0], overwrite=True)  # the first step: all recomputed
+    assert snapshot(tmp_path / "cv")[fold / "mtl" / "model.safetensors"] != before[fold / "mtl" / "model.safetensors"]
+    assert "learning_rate: 0.002" in (tmp_path / "cv" / "config.yaml").read_text()
+
+
+def test_recipe_models_answer_consistently(corpus_dir, tmp_path):
+    """Stage-1 and stage-2 models made by the recipes: a whole-clip window repeats the utterance answer
+    and the gender head, refit on the final encoder, answers."""
+    run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
+    clip = str(sorted(Path(corpus_dir).rglob("*.wav"))[0])
+    for stage in ("stage1", "stage2"):
+        classify = pipeline(
+            "audio-classification", model=str(tmp_path / "cv" / "fold0" / stage), trust_remote_code=True
+        )
+        assert classify.model.config.gender_head_trained
+        result = classify(clip, return_timeline=True, timeline_window=60.0, return_gender=True, top_k=4)
+        utterance = {item["label"]: item["score"] for item in result["emotion"]}
+        (window,) = result["timeline"]
+        assert window["label"] == result["emotion"][0]["label"]
+        assert all(abs(window["scores"][label] - score) < 1e-4 for label, score in utterance.items())
+        assert {item["label"] for item in result["gender"]} == {"female", "male"}
 
 
 def test_cv_run_interrupted_mid_training_resumes_from_the_checkpoint(corpus_dir, tmp_path, monkeypatch):
