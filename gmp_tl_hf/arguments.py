@@ -12,10 +12,19 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Any, Union, get_args, get_origin, get_type_hints
 
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
+
+from .configuration_hubert_gmp import EMOTION_HEADS, GENDER_INPUTS, GMP_LOSS_FRAMES, POOLING_MODES
+from .corpora._common import ON_ERROR
+from .quantizer import GENDER_MODES
+
+VALIDATION_MODES = ("speakers", "random", "none")
+HEAD_INITS = ("from_stage1", "fresh")
+SCALARS = {int, float, bool, str, type(None)}
 
 
 @dataclass
@@ -63,6 +72,12 @@ class DataArguments:
     def __post_init__(self):
         if self.fold_protocol is None:
             self.fold_protocol = "loso" if self.dataset == "iemocap" else "speakers-5"
+        check_types(self)
+        require(self, "validation", self.validation in VALIDATION_MODES, f"one of {VALIDATION_MODES}")
+        require(self, "on_error", self.on_error in ON_ERROR, f"one of {ON_ERROR}")
+        require(self, "max_duration", self.max_duration is None or self.max_duration > 0, "> 0 seconds or null")
+        require(self, "validation_size", self.validation_size is None or self.validation_size > 0, "> 0")
+        require(self, "fold", self.fold >= 0, ">= 0")
 
 
 @dataclass
@@ -106,6 +121,19 @@ class ModelArguments:
         },
     )
 
+    def __post_init__(self):
+        check_types(self)
+        require(self, "pooling", self.pooling in POOLING_MODES, f"one of {POOLING_MODES}")
+        require(self, "emotion_head", self.emotion_head in (None, *EMOTION_HEADS), f"one of {EMOTION_HEADS} or null")
+        require(self, "gender_input", self.gender_input in GENDER_INPUTS, f"one of {GENDER_INPUTS}")
+        require(self, "gmp_loss_frames", self.gmp_loss_frames in GMP_LOSS_FRAMES, f"one of {GMP_LOSS_FRAMES}")
+        require(self, "head_init", self.head_init in HEAD_INITS, f"one of {HEAD_INITS}")
+        require(self, "am_margin", 0 <= self.am_margin < 1, "in [0, 1)")
+        require(self, "am_scale", self.am_scale > 0, "> 0")
+        for name in ("gender_loss_weight", "gmp_loss_weight"):
+            require(self, name, getattr(self, name) is None or getattr(self, name) >= 0, ">= 0")
+        require(self, "gender_layer", self.gender_layer >= 0, ">= 0")
+
 
 @dataclass
 class GMPArguments:
@@ -126,7 +154,19 @@ class GMPArguments:
     batch_seconds: float = field(default=160.0, metadata={"help": "Audio seconds per feature-extraction batch."})
     autocast: str | None = field(default=None, metadata={"help": "bf16 or fp16 autocast for extraction (GPU)."})
     seed: int = field(default=0, metadata={"help": "k-means seed."})
-    overwrite: bool = field(default=False, metadata={"help": "Recompute features even if the folder has them."})
+    overwrite: bool = field(
+        default=False, metadata={"help": "Recompute an extraction whose folder was made with other settings."}
+    )
+
+    def __post_init__(self):
+        check_types(self)
+        sizes = self.cluster_sizes
+        require(self, "cluster_sizes", len(sizes) > 0 and all(k >= 2 for k in sizes), "a non-empty list of K >= 2")
+        require(self, "gender_mode", self.gender_mode in GENDER_MODES, f"one of {GENDER_MODES}")
+        require(self, "fit_fraction", 0 < self.fit_fraction <= 1, "in (0, 1]")
+        require(self, "layer", self.layer is None or self.layer >= 1, ">= 1 (1-based) or null")
+        for name in ("max_fit_frames", "kmeans_max_iter", "batch_seconds"):
+            require(self, name, getattr(self, name) > 0, "> 0")
 
 
 @dataclass
@@ -138,6 +178,70 @@ class RunArguments:
             "rerun is refused and the folder left untouched)."
         },
     )
+
+
+class ConfigError(ValueError):
+    """A setting that cannot work, found before any work starts."""
+
+
+def require(arguments: Any, name: str, condition: bool, expected: str) -> None:
+    """Stop at start, naming the key, when a value cannot work (not minutes later, inside training)."""
+    if not condition:
+        raise ConfigError(f"{name} must be {expected}, got {getattr(arguments, name)!r}")
+
+
+def check_types(arguments: Any, scalars_only: bool = False) -> None:
+    """Every field holds a value of its declared type (config files are not type-checked by argparse).
+    ``scalars_only``: check just the number/text/flag fields (TrainingArguments converts the others)."""
+    hints = get_type_hints(type(arguments))
+    for item in fields(arguments):
+        if not item.init or item.name not in hints:
+            continue
+        if scalars_only and not set(get_args(hints[item.name]) or [hints[item.name]]) <= SCALARS:
+            continue
+        if not _has_type(getattr(arguments, item.name), hints[item.name]):
+            value = getattr(arguments, item.name)
+            raise ConfigError(f"{item.name} must be {_type_name(hints[item.name])}, got {value!r}")
+
+
+def _has_type(value: Any, expected: Any) -> bool:
+    origin, args = get_origin(expected), get_args(expected)
+    if expected is Any:
+        return True
+    if origin in (Union, UnionType):
+        return any(_has_type(value, arg) for arg in args)
+    if expected is type(None):
+        return value is None
+    if origin in (list, tuple):
+        return isinstance(value, (list, tuple)) and all(_has_type(v, args[0]) for v in value) if args else True
+    if origin is dict or expected is dict:
+        return isinstance(value, dict)
+    if expected is bool:
+        return isinstance(value, bool)
+    if expected is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if expected is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if expected is str:
+        return isinstance(value, str)
+    return True  # enums, classes, callables: checked where they are used
+
+
+def _type_name(expected: Any) -> str:
+    args = get_args(expected)
+    if get_origin(expected) in (Union, UnionType):
+        return " or ".join("null" if arg is type(None) else _type_name(arg) for arg in args)
+    return getattr(expected, "__name__", str(expected))
+
+
+def check_training_arguments(arguments: TrainingArguments) -> None:
+    """The Trainer settings that would otherwise fail (or silently do nothing) deep inside training."""
+    check_types(arguments, scalars_only=True)
+    require(arguments, "learning_rate", arguments.learning_rate > 0, "> 0")
+    require(arguments, "per_device_train_batch_size", arguments.per_device_train_batch_size > 0, "> 0")
+    require(arguments, "per_device_eval_batch_size", arguments.per_device_eval_batch_size > 0, "> 0")
+    trains = arguments.max_steps > 0 or arguments.num_train_epochs > 0
+    require(arguments, "num_train_epochs", trains, "> 0 (or max_steps > 0)")
 
 
 # TrainingArguments defaults of the recipes (each can be overridden in the config file or on the command line).
@@ -189,11 +293,11 @@ def load_yaml(text: str) -> Any:
 def load_config_file(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"config file {path} not found")
+        raise ConfigError(f"config file {path} not found")
     text = path.read_text()
     values = json.loads(text) if path.suffix == ".json" else load_yaml(text)
     if not isinstance(values, dict):
-        raise ValueError(f"{path} must hold a mapping of argument names to values")
+        raise ConfigError(f"{path} must hold a mapping of argument names to values")
     return values
 
 
@@ -214,7 +318,7 @@ def parse_args(
     known = {action.dest: action for action in parser._actions}
     unknown = sorted(set(values) - set(known))
     if unknown:
-        raise ValueError(f"unknown argument(s) in the config: {unknown}")
+        raise ConfigError(f"unknown argument(s) in the config: {unknown}")
     for name in values:
         known[name].required = False
     parser.set_defaults(**values)

@@ -72,9 +72,10 @@ def to_mono(
     """Downmix `(samples, channels)` audio: average the channels, or keep one (``channel``).
 
     Keeping one channel is better for two-microphone recordings, where averaging mixes two delays.
-    A 1-D array is already mono. ``channels_first=None`` guesses the layout of a 2-D array: a first
-    axis of at most 8 that is shorter than the second is read as `(channels, samples)` (torch's
-    convention), anything else as `(samples, channels)` (soundfile's).
+    A 1-D array is already mono. ``channels_first=None`` (arrays given by a caller) takes the axis of
+    length 1 or 2 as the channels, either way round; an array with more than two rows and columns is
+    refused, since it is far more often a batch of clips than a multi-channel recording (files keep
+    any channel count: their layout is known).
     """
     waveform = np.asarray(waveform)
     if waveform.ndim == 1:
@@ -82,7 +83,13 @@ def to_mono(
     if waveform.ndim != 2:
         raise AudioError(source, f"expected 1-D or 2-D audio, got shape {waveform.shape}")
     if channels_first is None:
-        channels_first = waveform.shape[0] <= 8 and waveform.shape[0] < waveform.shape[1]
+        if min(waveform.shape) > 2:
+            raise AudioError(
+                source,
+                f"an array of shape {waveform.shape} is not mono or stereo audio; pass a list of clips for a "
+                "batch (or a 1-D array per clip)",
+            )
+        channels_first = waveform.shape[0] <= 2 and waveform.shape[0] < waveform.shape[1]
     if channels_first:
         waveform = waveform.T
     if channel is None:

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import logging
 import sys
+from errno import ENOSPC
 from functools import partial
+from pathlib import Path
 
 import yaml
 
+from .arguments import ConfigError
+from .audio_io import AudioError
 from .records import RecordMismatch, RunLocked
 
 
@@ -34,16 +38,45 @@ def _commands():
     }
 
 
-def setup_logging() -> None:
+def setup_logging(log_file: str | Path | None = None) -> None:
+    """A calm console (our progress lines at INFO, warnings, a few bars); everything, transformers' and
+    datasets' messages included, at DEBUG in ``log_file``."""
     import datasets
     import transformers
 
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S", level=logging.WARNING
-    )
-    logging.getLogger("gmp_tl_hf").setLevel(logging.INFO)  # our progress: one line per finished step
-    transformers.utils.logging.set_verbosity_warning()
-    datasets.utils.logging.set_verbosity_warning()
+    console = logging.StreamHandler()
+    console.setLevel(logging.INFO)
+    console.addFilter(lambda record: record.levelno >= logging.WARNING or record.name.startswith("gmp_tl_hf"))
+    handlers: list[logging.Handler] = [console]
+    if log_file is not None:
+        Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(log_file))
+        handlers[-1].setLevel(logging.DEBUG)
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S",
+                        level=logging.DEBUG if log_file else logging.INFO, handlers=handlers, force=True)  # fmt: skip
+    verbosity = logging.INFO if log_file else logging.WARNING
+    # transformers at WARNING: at INFO its loading report walks every model for tensor-parallel notes
+    transformers.utils.logging.set_verbosity(logging.WARNING)
+    transformers.utils.logging.disable_default_handler()
+    transformers.utils.logging.enable_propagation()  # to our handlers; the console keeps only warnings
+    transformers.utils.logging.disable_progress_bar()  # internal bars: loading weights, writing shards
+    datasets.utils.logging.set_verbosity(verbosity)  # datasets logs without a handler of its own
+    datasets.utils.logging.enable_propagation()
+    datasets_logger = logging.getLogger("datasets")
+    for handler in list(datasets_logger.handlers):  # its own stderr handler would print twice
+        datasets_logger.removeHandler(handler)
+    datasets.disable_progress_bars()  # internal bars: casting, flattening, filtering
+    logging.getLogger("gmp_tl_hf").setLevel(logging.DEBUG if log_file else logging.INFO)
+
+
+def output_dir_of(argv: list[str]) -> str | None:
+    """The run folder a command writes to (where its ``run.log`` goes), if it names one."""
+    for index, arg in enumerate(argv):
+        if arg == "--output_dir" and index + 1 < len(argv):
+            return argv[index + 1]
+        if arg.startswith("--output_dir="):
+            return arg.split("=", 1)[1]
+    return "runs/demo" if argv and argv[0] == "demo" else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -57,16 +90,23 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(2)
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
-    setup_logging()
+    output_dir = output_dir_of(argv)
+    log_file = Path(output_dir) / "run.log" if output_dir else None
+    setup_logging(log_file)
     try:
         commands[argv[0]](argv[1:])
-    except (RecordMismatch, RunLocked, FileNotFoundError, yaml.YAMLError) as error:
-        if debug:
+    except (ConfigError, AudioError, RecordMismatch, RunLocked, FileNotFoundError, yaml.YAMLError, OSError) as error:
+        if debug or (isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.errno != ENOSPC):
             raise
-        # a user's mistake or a refusal that protects a record: one line, exit code 2
-        message = " ".join(str(error).split())
+        logging.getLogger(__name__).debug("stopped", exc_info=True)
+        # a user's mistake, a full disk or a refusal that protects a record: one line, exit code 2
+        message = str(error) if isinstance(error, AudioError) else " ".join(str(error).split())  # lists bad files
+        if isinstance(error, OSError) and error.errno == ENOSPC:
+            message = f"the disk is full ({message}); free space and rerun the same command: it resumes"
         print(f"gmp-tl {argv[0]}: error: {message} (--debug shows the traceback)", file=sys.stderr)
         raise SystemExit(2) from None
+    if log_file is not None:
+        print(f"full log: {log_file}")
 
 
 if __name__ == "__main__":

@@ -27,9 +27,11 @@ from transformers import TrainingArguments
 
 from .arguments import (
     TRAINING_DEFAULTS,
+    ConfigError,
     DataArguments,
     GMPArguments,
     ModelArguments,
+    check_training_arguments,
     load_config_file,
     load_yaml,
     split_values,
@@ -51,7 +53,7 @@ def apply_overrides(config: dict[str, Any], overrides: list[str]) -> dict[str, A
         key, sep, value = item.partition("=")
         section, dot, name = key.partition(".")
         if not sep or not dot or section not in SECTIONS:
-            raise ValueError(f"--set takes section.key=value with a section in {SECTIONS}, got {item!r}")
+            raise ConfigError(f"--set takes section.key=value with a section in {SECTIONS}, got {item!r}")
         config.setdefault(section, {})[name] = load_yaml(value)
     return config
 
@@ -73,8 +75,9 @@ def _stage_arguments(config: dict, stage: str, fold: int, output_dir: Path, sour
     }
     unknown = set(section) - set(split_values(section, ModelArguments)) - set(split_values(section, TrainingArguments))
     if unknown:
-        raise ValueError(f"unknown keys in the training/{stage} sections: {sorted(unknown)}")
+        raise ConfigError(f"unknown keys in the training/{stage} sections: {sorted(unknown)}")
     training_args = TrainingArguments(output_dir=str(output_dir), **training_values)
+    check_training_arguments(training_args)
     return data_args, ModelArguments(**model_values), training_args
 
 
@@ -166,7 +169,7 @@ def run_cv(
         raise ValueError(f"chain must be one of {sorted(CHAINS)}, got {chain!r}")
     unknown = set(config) - set(SECTIONS)
     if unknown:
-        raise ValueError(f"unknown config sections {sorted(unknown)}; expected {SECTIONS}")
+        raise ConfigError(f"unknown config sections {sorted(unknown)}; expected {SECTIONS}")
     output_dir = Path(output_dir)
     with run_lock(output_dir):
         return _run_cv(config, output_dir, chain, folds, overwrite)

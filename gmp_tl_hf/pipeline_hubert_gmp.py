@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AudioClassificationPipeline
 
-from .audio_io import duration_hint, load_waveform
+from .audio_io import AudioError, load_waveform
 
 
 class SpeechEmotionPipeline(AudioClassificationPipeline):
@@ -35,18 +35,59 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
     """
 
     def __call__(self, inputs: Any, **kwargs):
-        """Classify one clip, or a list; with ``batch_size > 1`` a list runs longest-first, so each batch
-        holds clips of similar length (little padding), and the answers come back in input order."""
-        batch_size = kwargs.get("batch_size") or self._batch_size or 1
-        if not isinstance(inputs, list) or len(inputs) < 2 or batch_size < 2:
-            return super().__call__(inputs, **kwargs)
-        rate = kwargs.get("sampling_rate") or self.feature_extractor.sampling_rate
-        order = sorted(range(len(inputs)), key=lambda i: -duration_hint(inputs[i], rate))
-        results = super().__call__([inputs[i] for i in order], **kwargs)
-        restored: list = [None] * len(inputs)
-        for position, index in enumerate(order):
-            restored[index] = results[position]
-        return restored
+        """Classify one clip, or a list of clips.
+
+        Every clip is decoded and checked before any compute, so a bad one never costs the others'
+        work. ``on_error="raise"`` (default) raises one error naming each bad item (index and source);
+        ``on_error="skip"`` answers the good ones and gives each bad item ``{"error": reason}`` in its
+        place. With ``batch_size > 1`` a list runs longest-first, so each batch holds clips of similar
+        length (little padding); the answers come back in input order.
+        """
+        on_error = kwargs.pop("on_error", "raise")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        single = not isinstance(inputs, list)
+        items = [inputs] if single else inputs
+        rate, channel = kwargs.pop("sampling_rate", None), kwargs.pop("channel", None)
+        target = self.feature_extractor.sampling_rate
+        waves: dict[int, np.ndarray] = {}
+        errors: dict[int, Exception] = {}
+        for index, item in enumerate(items):
+            try:
+                waves[index] = self._decode(item, rate, channel)
+            except ValueError as error:  # AudioError included: bad file, bad array, bad dict
+                errors[index] = error
+        if errors and on_error == "raise":
+            if single:
+                raise errors[0]
+            listed = "; ".join(f"item {index}: {error}" for index, error in errors.items())
+            raise AudioError(f"{len(errors)} of {len(items)} inputs", f"{listed} (on_error='skip' answers the rest)")
+        order = sorted(waves, key=lambda index: -len(waves[index]))
+        answers: list = [None] * len(items)
+        for index, error in errors.items():
+            answers[index] = {"error": str(error)}
+        if order:
+            batch = [{"array": waves[index], "sampling_rate": target} for index in order]
+            for index, result in zip(order, super().__call__(batch, **kwargs)):
+                answers[index] = result
+        return answers[0] if single else answers
+
+    def _decode(self, inputs: Any, sampling_rate: int | None, channel: int | None) -> np.ndarray:
+        """Any accepted input to a checked mono waveform at the feature extractor's rate."""
+        target_rate = self.feature_extractor.sampling_rate
+        if isinstance(inputs, dict):
+            if "sampling_rate" not in inputs or not ("array" in inputs or "raw" in inputs):
+                raise ValueError('a dict input needs "sampling_rate" and an "array" (or "raw") entry')
+            sampling_rate = inputs["sampling_rate"]
+            inputs = inputs["array"] if "array" in inputs else inputs["raw"]
+        if isinstance(inputs, torch.Tensor):
+            inputs = inputs.detach().cpu().numpy()
+        if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (int, float)):
+            inputs = np.asarray(inputs, dtype=np.float32)
+        if isinstance(inputs, np.ndarray) and sampling_rate is None:
+            sampling_rate = target_rate
+        min_samples = getattr(self.model.config, "min_input_samples", 400)
+        return load_waveform(inputs, sampling_rate, target_rate, channel=channel, min_samples=min_samples)
 
     def check_model_type(self, supported_models):  # our model class is not in the static task mapping
         if not hasattr(self.model, "gender_classifier"):
@@ -97,20 +138,8 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             )
 
     def preprocess(self, inputs: Any, sampling_rate: int | None = None, channel: int | None = None):
+        waveform = self._decode(inputs, sampling_rate, channel)  # __call__ has checked it already
         target_rate = self.feature_extractor.sampling_rate
-        if isinstance(inputs, dict):
-            if "sampling_rate" not in inputs or not ("array" in inputs or "raw" in inputs):
-                raise ValueError('a dict input needs "sampling_rate" and an "array" (or "raw") entry')
-            sampling_rate = inputs["sampling_rate"]
-            inputs = inputs["array"] if "array" in inputs else inputs["raw"]
-        if isinstance(inputs, torch.Tensor):
-            inputs = inputs.detach().cpu().numpy()
-        if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (int, float)):
-            inputs = np.asarray(inputs, dtype=np.float32)
-        if isinstance(inputs, np.ndarray) and sampling_rate is None:
-            sampling_rate = target_rate
-        min_samples = getattr(self.model.config, "min_input_samples", 400)
-        waveform = load_waveform(inputs, sampling_rate, target_rate, channel=channel, min_samples=min_samples)
         return self.feature_extractor(
             waveform, sampling_rate=target_rate, return_attention_mask=True, return_tensors="pt"
         )

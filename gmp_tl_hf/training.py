@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,30 @@ from accelerate.utils import DistributedType, parse_flag_from_env
 from datasets import DatasetDict, load_from_disk
 from sklearn.linear_model import LogisticRegression
 from torch.utils.data import SequentialSampler
-from transformers import HubertConfig, HubertModel, Trainer, TrainingArguments, Wav2Vec2FeatureExtractor, set_seed
+from transformers import (
+    HubertConfig,
+    HubertModel,
+    PretrainedConfig,
+    PrinterCallback,
+    ProgressCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+    Wav2Vec2FeatureExtractor,
+    set_seed,
+)
+from transformers.utils import logging as hf_logging
 
-from .arguments import TRAINING_DEFAULTS, DataArguments, ModelArguments, RunArguments, parse_args
+from .arguments import (
+    HEAD_INITS,
+    TRAINING_DEFAULTS,
+    DataArguments,
+    ModelArguments,
+    RunArguments,
+    check_training_arguments,
+    parse_args,
+)
+from .configuration_hubert_gmp import HubertGMPConfig
 from .corpora import GENDERS, load_corpus, load_manifest
 from .data import CropEpochCallback, SERCollator, scan_audio, with_crop
 from .hub import push_run, write_model_card
@@ -51,7 +73,6 @@ from .synthetic import CorpusSpec, synthesize_corpus
 logger = logging.getLogger(__name__)
 
 STAGES = ("plain", "mtl", "stage1", "stage2")
-HEAD_INITS = ("from_stage1", "fresh")
 STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
     "plain": {"emotion_head": "linear", "gender_loss_weight": 0.0},
     "mtl": {"emotion_head": "linear", "gender_loss_weight": 1.0},
@@ -189,13 +210,82 @@ def build_model(
     for key in ("mask_time_prob", "layerdrop"):
         if getattr(model_args, key) is not None:
             overrides[key] = getattr(model_args, key)
+    # the checkpoint's config becomes ours explicitly (a plain HuBERT's too), so nothing is guessed on load
+    values, _ = PretrainedConfig.get_config_dict(source)
+    values = {key: value for key, value in values.items() if key not in CHECKPOINT_ONLY_KEYS}
+    config = HubertGMPConfig(**{**values, **overrides})
     set_seed(seed)  # the new heads start the same in every run
-    model = HubertForGMPEmotion.from_pretrained(source, ignore_mismatched_sizes=True, **overrides)
+    with quiet_loading_report():
+        model, loading = HubertForGMPEmotion.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+    report_loading(stage, source, loading)
     if stage == "stage2":
         initialise_stage2_head(model, model_args.head_init, seed)
     if model_args.freeze_feature_encoder:
         model.freeze_feature_encoder()
     return model
+
+
+HEAD_PREFIXES = ("projector.", "classifier.", "gender_classifier.", "gmp_heads.", "pooler.", "layer_weights")
+CHECKPOINT_ONLY_KEYS = ("model_type", "architectures", "auto_map", "custom_pipelines", "transformers_version")
+
+
+@contextmanager
+def quiet_loading_report():
+    """Hold back transformers' generic weight-loading table: :func:`report_loading` says what it means here.
+
+    A filter on that one record, not a logger level: transformers runs other checks by its logger's level.
+    """
+    loading_logger = hf_logging.get_logger("transformers.modeling_utils")
+
+    def not_the_report(record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+    loading_logger.addFilter(not_the_report)
+    try:
+        yield
+    finally:
+        loading_logger.removeFilter(not_the_report)
+
+
+def report_loading(stage: str, source: str, loading: dict[str, list]) -> None:
+    """One line for what is new or dropped by design (the heads a stage adds or removes), a warning for
+    anything else (encoder weights missing or left over: a wrong checkpoint)."""
+    keys = {kind: loading.get(kind, []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    keys["mismatched_keys"] = [entry[0] if isinstance(entry, tuple) else entry for entry in keys["mismatched_keys"]]
+    expected = {
+        kind: sorted({k.split(".")[0] for k in names if k.startswith(HEAD_PREFIXES)}) for kind, names in keys.items()
+    }
+    other = {kind: [k for k in names if not k.startswith(HEAD_PREFIXES)] for kind, names in keys.items()}
+    logger.info(
+        "%s from %s: new heads %s, dropped %s, re-initialised %s",
+        stage, source, expected["missing_keys"] or "none", expected["unexpected_keys"] or "none",
+        expected["mismatched_keys"] or "none",
+    )  # fmt: skip
+    for kind, names in other.items():
+        if names:
+            logger.warning("%s from %s: encoder weights %s: %s", stage, source, kind.replace("_", " "), names[:10])
+
+
+class QuietProgressCallback(ProgressCallback):
+    """The Trainer's training bar, without its evaluation bars and printed log dictionaries (those go to
+    the log file; the step's result is one INFO line)."""
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        pass
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            logger.debug("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
+
+
+class LogFileCallback(TrainerCallback):
+    """With ``disable_tqdm``: the Trainer's logs to the log file, not the console."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if state.is_world_process_zero and logs:
+            logger.debug("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
 
 
 def initialise_stage2_head(model: HubertForGMPEmotion, head_init: str, seed: int) -> None:
@@ -271,6 +361,18 @@ def refit_gender_head(model: HubertForGMPEmotion, rows, collator: SERCollator, b
         "clips": len(targets),
         "train_accuracy": accuracy,
     }
+
+
+def missing_classes(splits: DatasetDict, label_names: list[str]) -> list[str]:
+    """A class absent from a split: training cannot learn it, or the test cannot measure it (UAR then
+    averages the classes present). Said in the run's record, not only on the console."""
+    found = []
+    for name in ("train", "validation", "test"):
+        if name in splits:
+            absent = sorted(set(label_names) - {label_names[i] for i in set(splits[name]["emotion"])})
+            if absent:
+                found.append(f"no {name} clips of {absent}")
+    return found
 
 
 def sort_by_length(dataset):
@@ -359,6 +461,9 @@ def _run_finetune(stage, data_args, model_args, training_args, overwrite, state,
         labelled, quantizer = _gmp_inputs(model_args, data_args)
         splits.update(labelled)
     label_names = splits["train"].features["emotion"].names
+    fold_warnings = missing_classes(splits, label_names)
+    for warning in fold_warnings:
+        logger.warning("fold %d: %s", data_args.fold, warning)
     if "validation" not in splits:
         training_args.eval_strategy = "no"
         training_args.load_best_model_at_end = False
@@ -382,6 +487,9 @@ def _run_finetune(stage, data_args, model_args, training_args, overwrite, state,
         compute_metrics=make_compute_metrics(model.config.id2label),
         callbacks=[CropEpochCallback(collator)],
     )
+    for printer, replacement in ((ProgressCallback, QuietProgressCallback), (PrinterCallback, LogFileCallback)):
+        if trainer.pop_callback(printer) is not None:
+            trainer.add_callback(replacement)
     check_processes_connected(trainer)
     resume = training_args.resume_from_checkpoint
     if resume == "last":  # the newest complete checkpoint-* in output_dir, if any
@@ -389,7 +497,7 @@ def _run_finetune(stage, data_args, model_args, training_args, overwrite, state,
         state.wait_for_everyone()
         resume = newest_complete_checkpoint(output_dir) if not state.is_main_process else resume
     train_output = trainer.train(resume_from_checkpoint=resume)
-    logger.warning(
+    logger.debug(
         "rank %d/%d: trained %d optimizer steps on %d training clips",
         state.process_index,
         state.num_processes,
@@ -408,6 +516,7 @@ def _run_finetune(stage, data_args, model_args, training_args, overwrite, state,
         "train_runtime": train_output.metrics.get("train_runtime"),
         "best_checkpoint": trainer.state.best_model_checkpoint,
         "gender_head_refit": gender_fit,
+        "warnings": fold_warnings,
     }
     for name in ("validation", "test"):
         if name in splits:
@@ -457,6 +566,7 @@ def main(stage: str, argv: list[str] | None = None) -> dict[str, Any]:
     data_args, model_args, training_args, run_args = parse_args(
         (DataArguments, ModelArguments, TrainingArguments, RunArguments), argv, defaults=TRAINING_DEFAULTS
     )
+    check_training_arguments(training_args)
     results = run_finetune(stage, data_args, model_args, training_args, overwrite=run_args.overwrite)
     if "test" in results and process_state().is_main_process:
         print(

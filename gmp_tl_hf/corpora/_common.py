@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +51,52 @@ def map_labels(utterances: Iterable[Utterance], label_map: LabelMap | None, corp
     ]
 
 
+def parse_files(
+    paths: Iterable[Path], parse: Callable[[Path], Utterance], on_error: str, corpus: str
+) -> list[Utterance]:
+    """Utterances from file names; a name that does not parse (a stray ``._*.wav`` of macOS, a copy
+    named by hand) raises one error listing them all, or is logged and skipped with ``on_error="skip"``."""
+    utterances, errors = [], []
+    for path in paths:
+        try:
+            utterances.append(parse(path))
+        except ValueError as error:
+            errors.append(AudioError(str(path), str(error).removeprefix(f"{path}: ")))
+    report_errors(errors, on_error, f"{corpus}: {len(errors)} file name(s) not understood")
+    return utterances
+
+
+def check_rows(utterances: list[Utterance], on_error: str, corpus: str) -> list[Utterance]:
+    """The same file or id twice (kept once with ``on_error="skip"``, logged); a speaker with two genders
+    (always an error: which one is right cannot be guessed)."""
+    kept, errors, seen_paths, seen_ids = [], [], {}, {}
+    for utterance in utterances:
+        path = os.path.abspath(utterance.path)
+        if path in seen_paths or utterance.id in seen_ids:
+            first = seen_paths.get(path) or seen_ids.get(utterance.id)
+            what = "file" if path in seen_paths else f"id {utterance.id!r}"
+            errors.append(AudioError(utterance.path, f"the same {what} is listed twice (first as {first.path})"))
+            continue
+        seen_paths[path] = seen_ids[utterance.id] = utterance
+        kept.append(utterance)
+    report_errors(errors, on_error, f"{corpus}: duplicate rows")
+    genders: dict[str, set[str]] = {}
+    for utterance in kept:
+        if utterance.gender:
+            genders.setdefault(utterance.speaker, set()).add(utterance.gender)
+    mixed = sorted(speaker for speaker, values in genders.items() if len(values) > 1)
+    if mixed:
+        raise ValueError(f"{corpus}: speaker(s) {mixed} appear with two genders; fix the gender of their rows")
+    return kept
+
+
 def check_files(utterances: list[Utterance], on_error: str, corpus: str) -> tuple[list[Utterance], list[float]]:
     """Read every file header; return the readable utterances and their durations (seconds).
 
     Missing or unreadable files raise one :class:`AudioError` listing all of them (``on_error="raise"``)
     or are logged one by one and dropped (``"skip"``).
     """
+    utterances = check_rows(utterances, on_error, corpus)
     kept, durations, errors = [], [], []
     for utterance in utterances:
         path = Path(utterance.path)

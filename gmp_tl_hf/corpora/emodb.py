@@ -10,7 +10,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ._common import LabelMap, Utterance, build_dataset, check_files, map_labels
+from ._common import LabelMap, Utterance, build_dataset, check_files, map_labels, parse_files
 
 EMOTION_LETTERS = {
     "W": "anger",
@@ -56,6 +56,6 @@ def load_emodb(data_dir: str | Path, label_map: LabelMap | None = None, on_error
     files = sorted(folder.glob("*.wav"))
     if not files:
         raise FileNotFoundError(f"no EmoDB wav files in {folder}")
-    utterances = map_labels([parse_name(path) for path in files], label_map, "EmoDB")
+    utterances = map_labels(parse_files(files, parse_name, on_error, "EmoDB"), label_map, "EmoDB")
     utterances, durations = check_files(utterances, on_error, "EmoDB")
     return build_dataset(utterances, durations, EMOTIONS if label_map is None else None, "EmoDB")

@@ -8,64 +8,107 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ._common import LabelMap, Utterance, build_dataset, check_files, map_labels
+from ..audio_io import AudioError
+from ._common import LabelMap, Utterance, build_dataset, check_files, map_labels, report_errors
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 _GENDER_SPELLINGS = {"female": "female", "f": "female", "woman": "female", "male": "male", "m": "male", "man": "male"}
 
 
-def normalise_gender(value: str | None, where: str) -> str | None:
+def normalise_gender(value: str | None) -> str | None:
     if value is None or str(value).strip() == "":
         return None
     gender = _GENDER_SPELLINGS.get(str(value).strip().lower())
     if gender is None:
-        raise ValueError(f"{where}: gender {value!r} is not one of female/male (or f/m)")
+        raise ValueError(f"gender {value!r} is not one of female/male (f/m), or empty for unknown")
     return gender
 
 
-def read_manifest(path: Path) -> list[dict]:
-    """Rows of a ``.csv`` (header row) or ``.jsonl`` (one object per line) manifest."""
+DELIMITERS = ",;\t|"
+
+
+def read_manifest(path: Path, delimiter: str | None = None) -> list[tuple[int, dict]]:
+    """``(line number, row)`` pairs of a ``.jsonl`` manifest (one object per line) or a delimited text
+    manifest with a header row. Text manifests may start with a byte-order mark (Excel's "CSV UTF-8")
+    and use ``,``, ``;``, tab or ``|`` (sniffed from the header unless ``delimiter`` is given) and any
+    line ending."""
     if path.suffix == ".jsonl":
-        with path.open(encoding="utf-8") as handle:
-            return [json.loads(line) for line in handle if line.strip()]
-    with path.open(newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
+        rows = []
+        with path.open(encoding="utf-8-sig") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    try:
+                        rows.append((number, json.loads(line)))
+                    except json.JSONDecodeError as error:
+                        raise ValueError(f"{path}:{number}: not a JSON object ({error.msg})") from None
+        return rows
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        text = handle.read()
+    if delimiter is None:
+        header = text.splitlines()[0] if text else ""
+        counts = {candidate: header.count(candidate) for candidate in DELIMITERS}
+        delimiter = max(counts, key=counts.get) if max(counts.values()) else ","
+    reader = csv.DictReader(text.splitlines(keepends=True), delimiter=delimiter)
+    rows = []
+    for row in reader:
+        rows.append((reader.line_num, row))
+    return rows
 
 
 def load_manifest(
-    manifest: str | Path, label_map: LabelMap | None = None, emotions=None, on_error: str = "raise"
+    manifest: str | Path,
+    label_map: LabelMap | None = None,
+    emotions=None,
+    on_error: str = "raise",
+    delimiter: str | None = None,
 ) -> Dataset:
-    """A corpus listed in a manifest with columns ``path`` and ``emotion`` and optionally ``gender``,
-    ``speaker``, ``session`` and ``id``. Relative paths are relative to the manifest's folder.
-    Without ``speaker`` every file counts as its own speaker (no speaker-independent splits then).
+    """A corpus listed in a manifest with columns ``path`` and ``emotion`` and optionally ``gender``
+    (female/male, f/m, or empty for unknown), ``speaker``, ``session`` and ``id``.
+
+    Relative paths are relative to the manifest's folder. Without ``speaker`` every file counts as its
+    own speaker (no speaker-independent splits then). A row without a path or an emotion, or with a
+    gender outside the allowed set, is an error naming ``file:line`` (all of them at once), or with
+    ``on_error="skip"`` a logged skip; see :func:`read_manifest` for the formats.
     """
     manifest = Path(manifest)
-    rows = read_manifest(manifest)
+    if not manifest.is_file():
+        raise FileNotFoundError(f"manifest {manifest} not found")
+    rows = read_manifest(manifest, delimiter)
     if not rows:
         raise ValueError(f"{manifest} lists no files")
-    missing = {"path", "emotion"} - set(rows[0])
+    missing = {"path", "emotion"} - set(rows[0][1])
     if missing:
-        raise ValueError(f"{manifest} needs the columns path and emotion; missing {sorted(missing)}")
-    utterances = []
-    for number, row in enumerate(rows, start=1):
-        where = f"{manifest}:{number}"
-        path = Path(row["path"])
-        path = path if path.is_absolute() else manifest.parent / path
-        if not str(row["emotion"]).strip():
-            raise ValueError(f"{where}: empty emotion for {path}")
-        utterances.append(
-            Utterance(
-                id=str(row.get("id") or path.stem),
-                path=str(path),
-                emotion=str(row["emotion"]).strip(),
-                gender=normalise_gender(row.get("gender"), where),
-                speaker=str(row.get("speaker") or path.stem),
-                session=str(row.get("session") or ""),
-            )
+        raise ValueError(
+            f"{manifest} needs the columns path and emotion; missing {sorted(missing)} "
+            f"(header: {sorted(rows[0][1])}; pass delimiter= if the columns were not split)"
         )
+    utterances, errors = [], []
+    for number, row in rows:
+        where = f"{manifest}:{number}"
+        try:
+            utterances.append(_manifest_row(row, manifest.parent))
+        except ValueError as error:
+            errors.append(AudioError(where, str(error)))
+    report_errors(errors, on_error, f"{manifest.name}: {len(errors)} bad row(s)")
     utterances = map_labels(utterances, label_map, manifest.name)
     utterances, durations = check_files(utterances, on_error, manifest.name)
     return build_dataset(utterances, durations, emotions, manifest.name)
+
+
+def _manifest_row(row: dict, folder: Path) -> Utterance:
+    empty = [key for key in ("path", "emotion") if row.get(key) is None or not str(row[key]).strip()]
+    if empty:
+        raise ValueError(f"no {' and no '.join(empty)} (the row stops short or the field is empty)")
+    path = Path(str(row["path"]).strip())
+    path = path if path.is_absolute() else folder / path
+    return Utterance(
+        id=str(row.get("id") or path.stem),
+        path=str(path),
+        emotion=str(row["emotion"]).strip(),
+        gender=normalise_gender(row.get("gender")),
+        speaker=str(row.get("speaker") or path.stem),
+        session=str(row.get("session") or ""),
+    )
 
 
 def load_audiofolder(data_dir: str | Path, label_map: LabelMap | None = None, on_error: str = "raise") -> Dataset:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ._common import LabelMap, Utterance, build_dataset, check_files, map_labels
+from ._common import LabelMap, Utterance, build_dataset, check_files, map_labels, parse_files
 
 EMOTION_CODES = {
     "01": "neutral",
@@ -49,7 +49,7 @@ def load_ravdess(
     files = sorted(Path(data_dir).glob("Actor_*/*.wav"))
     if not files:
         raise FileNotFoundError(f"no RAVDESS files in {data_dir}/Actor_*/")
-    utterances = [parse_name(path) for path in files]
+    utterances = parse_files(files, parse_name, on_error, "RAVDESS")
     utterances = [u for u in utterances if include_song or u.id.split("-")[1] == "01"]
     utterances = map_labels(utterances, label_map, "RAVDESS")
     utterances, durations = check_files(utterances, on_error, "RAVDESS")

@@ -82,6 +82,7 @@ def run_mfcc(config: dict, output_dir: Path) -> dict:
     dataset = load_data(DataArguments(**config["data"]))
     features = np.stack([log_mel_statistics(decode(audio)) for audio in dataset["audio"]])
     labels, folds = np.asarray(dataset["emotion"]), np.asarray(dataset["fold"])
+    genders = np.asarray(dataset["gender"])
     names = dataset.features["emotion"].names
     scores = []
     for fold in sorted(set(folds.tolist())):
@@ -89,10 +90,16 @@ def run_mfcc(config: dict, output_dir: Path) -> dict:
         model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
         model.fit(features[~test], labels[~test])
         scores.append(ser_metrics(labels[test], model.predict(features[test]), names))
+        known = genders >= 0  # the gender baseline beside the models' gender heads, same folds
+        gender_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
+        gender_model.fit(features[~test & known], genders[~test & known])
+        scores[-1]["gender_accuracy"] = float(gender_model.score(features[test & known], genders[test & known]))
     summary = {
         "stages": {
             "mfcc": {
-                "per_fold": {f: {k: s[k] for k in ("war", "uar", "macro_f1")} for f, s in enumerate(scores)},
+                "per_fold": {
+                    f: {k: s[k] for k in ("war", "uar", "macro_f1", "gender_accuracy")} for f, s in enumerate(scores)
+                },
                 **aggregate_folds(scores),
             }
         }
@@ -159,8 +166,9 @@ def _cell(row: dict, metric: str, kind: str) -> str:
 
 def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str, list[float]]) -> None:
     lines = [
-        "| arm | seeds | WAR over folds | UAR over folds | WAR over seeds | UAR over seeds | compute time per CV run |",
-        "|---|---|---|---|---|---|---|",
+        "| arm | seeds | WAR over folds | UAR over folds | WAR over seeds | UAR over seeds | gender acc. "
+        "| compute time per CV run |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     table = {}
     for arm, runs in results.items():
@@ -170,6 +178,8 @@ def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str,
             row[f"{metric}_folds_std"] = float(np.mean([r[f"{metric}_std"] for r in runs]))
             seed_means = np.array([r[f"{metric}_mean"] for r in runs])
             row[f"{metric}_seeds_std"] = float(seed_means.std()) if len(runs) > 1 else None
+        gender = [r["gender_accuracy_mean"] for r in runs if "gender_accuracy_mean" in r]
+        row["gender_accuracy"] = float(np.mean(gender)) if gender else None
         source = "gmp-tl" if arm == "mtl" else arm
         row["compute_time_s"] = float(np.mean(timings.get(source, [float("nan")])))
         table[arm] = row
@@ -178,7 +188,8 @@ def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str,
         duration = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
         took = "(inside gmp-tl)" if arm == "mtl" else duration
         cells = [_cell(row, metric, kind) for kind in ("folds", "seeds") for metric in ("war", "uar")]
-        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {took} |")
+        gender = "–" if row["gender_accuracy"] is None else f"{100 * row['gender_accuracy']:.1f}"
+        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {gender} | {took} |")
     (root / "study_results.json").write_text(json.dumps(table, indent=2))
     (root / "study_results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
