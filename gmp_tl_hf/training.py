@@ -497,7 +497,8 @@ def _run_finetune(stage, data_args, model_args, training_args, overwrite, state,
         state.wait_for_everyone()
         resume = newest_complete_checkpoint(output_dir) if not state.is_main_process else resume
     train_output = trainer.train(resume_from_checkpoint=resume)
-    logger.debug(
+    logger.log(
+        logging.INFO if state.num_processes > 1 else logging.DEBUG,  # says each rank took part
         "rank %d/%d: trained %d optimizer steps on %d training clips",
         state.process_index,
         state.num_processes,
