@@ -15,6 +15,7 @@ user mistake ends with one line and exit code 2; ``--debug`` shows the traceback
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from errno import ENOSPC
 from functools import partial
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> None:
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
     output_dir = output_dir_of(argv)
-    log_file = Path(output_dir) / "run.log" if output_dir else None
+    rank = os.environ.get("RANK", "0")  # torchrun / accelerate: one log file per process
+    log_file = Path(output_dir) / ("run.log" if rank == "0" else f"run.rank{rank}.log") if output_dir else None
     setup_logging(log_file)
     try:
         commands[argv[0]](argv[1:])

@@ -3,9 +3,9 @@
 python recipes/cross_validate.py --config recipes/configs/iemocap_hubert_base.yaml --output_dir runs/iemocap
 """
 
-from gmp_tl_hf.cli import setup_logging
-from gmp_tl_hf.cross_validation import main
+import sys
+
+from gmp_tl_hf.cli import main
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    main(["cv", *sys.argv[1:]])  # the calm console, run.log and one-line errors of `gmp-tl cv`

@@ -4,9 +4,9 @@ datasets with frame-level pseudo-labels. Under torchrun/accelerate the work is s
     python recipes/extract_gmp.py --model_name_or_path runs/mtl --output_dir runs/gmp --dataset iemocap --data_dir ...
 """
 
-from gmp_tl_hf.cli import setup_logging
-from gmp_tl_hf.gmp_extraction import main
+import sys
+
+from gmp_tl_hf.cli import main
 
 if __name__ == "__main__":
-    setup_logging()
-    main()
+    main(["extract", *sys.argv[1:]])  # the calm console, run.log and one-line errors of `gmp-tl extract`

@@ -4,9 +4,9 @@ python recipes/mtl_finetune.py --config recipes/configs/<config>.yaml --output_d
 accelerate launch --multi_gpu --num_processes 2 recipes/mtl_finetune.py ...
 """
 
-from gmp_tl_hf.cli import setup_logging
-from gmp_tl_hf.training import main
+import sys
+
+from gmp_tl_hf.cli import main
 
 if __name__ == "__main__":
-    setup_logging()
-    main("mtl")
+    main(["mtl", *sys.argv[1:]])  # the calm console, run.log and one-line errors of `gmp-tl mtl`

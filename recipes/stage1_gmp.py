@@ -4,9 +4,9 @@ python recipes/stage1_gmp.py --config recipes/configs/<config>.yaml --output_dir
 accelerate launch --multi_gpu --num_processes 2 recipes/stage1_gmp.py ...
 """
 
-from gmp_tl_hf.cli import setup_logging
-from gmp_tl_hf.training import main
+import sys
+
+from gmp_tl_hf.cli import main
 
 if __name__ == "__main__":
-    setup_logging()
-    main("stage1")
+    main(["stage1", *sys.argv[1:]])  # the calm console, run.log and one-line errors of `gmp-tl stage1`

@@ -4,9 +4,9 @@ python recipes/stage2_finetune.py --config recipes/configs/<config>.yaml --outpu
 accelerate launch --multi_gpu --num_processes 2 recipes/stage2_finetune.py ...
 """
 
-from gmp_tl_hf.cli import setup_logging
-from gmp_tl_hf.training import main
+import sys
+
+from gmp_tl_hf.cli import main
 
 if __name__ == "__main__":
-    setup_logging()
-    main("stage2")
+    main(["stage2", *sys.argv[1:]])  # the calm console, run.log and one-line errors of `gmp-tl stage2`

@@ -157,10 +157,13 @@ def test_a_rerun_with_other_settings_refuses_then_overwrite_recomputes_what_chan
     assert "learning_rate: 0.002" in (tmp_path / "cv" / "config.yaml").read_text()
 
 
-def test_recipe_models_answer_consistently(corpus_dir, tmp_path):
-    """Stage-1 and stage-2 models made by the recipes: a whole-clip window repeats the utterance answer
-    and the gender head, refit on the final encoder, answers."""
-    run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
+@pytest.mark.parametrize("pooling", ["mean", "attentive"])
+def test_recipe_models_answer_consistently(corpus_dir, tmp_path, pooling):
+    """Stage-1 (linear head) and stage-2 (AM-Softmax) models made by the recipes, with each pooling: a
+    whole-clip window repeats the utterance answer, and the gender head, refit on the final encoder, answers."""
+    config = tiny_config(corpus_dir)
+    config["model"]["pooling"] = pooling
+    run_cv(config, tmp_path / "cv", "gmp-tl", folds=[0])
     clip = str(sorted(Path(corpus_dir).rglob("*.wav"))[0])
     for stage in ("stage1", "stage2"):
         classify = pipeline(
