@@ -361,3 +361,31 @@ def test_configs_label_paper_only_what_the_abstract_states():
                 assert key in stated, f"{path.name}:{number} labels {key!r} as the paper's"
                 if key in ("gender_loss_weight", "cluster_sizes", "model_name_or_path"):
                     assert "ours" in comment, f"{path.name}:{number}: the value itself is ours"
+
+
+def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
+    """recipes/studies/study.py on the tiny synthetic corpus: plain at equal epochs, the chain, an
+    ablation that reuses the chain's folders, the MFCC baseline; then a rerun reuses everything."""
+    sys.path.insert(0, str(REPO_ROOT / "recipes" / "studies"))
+    import study
+
+    config = tiny_config(corpus_dir)
+    config["training"] = {**config["training"], "num_train_epochs": 5}  # max_steps decides; epochs for the budget
+    config["stage2"] = {"num_train_epochs": 3}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    argv = ["--corpus", "emodb", "--config", str(tmp_path / "tiny.yaml"), "--data_dir", corpus_dir,
+            "--output_dir", str(tmp_path / "study"), "--arms", "mfcc", "plain-epochs", "gmp-tl", "fresh-stage2",
+            "--seeds", "7", "--folds", "0"]  # fmt: skip
+    summary = study.main(argv)
+    assert set(summary["arms"]) == {"mfcc", "plain-epochs", "gmp-tl", "mtl", "fresh-stage2"}
+    assert summary["wins"]["gmp-tl vs plain-epochs"] in ("0 of 1", "1 of 1")
+    assert summary["arms"]["gmp-tl"]["gender_accuracy"] is not None
+    root = tmp_path / "study" / "emodb" / "native"
+    assert study.arm_config(config, "plain-epochs", 7, corpus_dir, "native")[0]["plain"]["num_train_epochs"] == 8
+    fresh = json.loads((root / "fresh-stage2" / "seed7" / "fold0" / "stage2" / "results.json").read_text())
+    assert fresh["model"]["head_init"] == "fresh"
+    stage1 = root / "fresh-stage2" / "seed7" / "fold0" / "stage1" / "model.safetensors"
+    assert stage1.read_bytes() == (root / "gmp-tl" / "seed7" / "fold0" / "stage1" / "model.safetensors").read_bytes()
+    stamp = stage1.stat().st_mtime_ns
+    assert study.main(argv)["arms"]["gmp-tl"] == summary["arms"]["gmp-tl"]  # resumed: all reused
+    assert stage1.stat().st_mtime_ns == stamp

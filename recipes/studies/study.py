@@ -1,0 +1,239 @@
+"""The from-scratch study on one corpus: what each part of GMP-TL is worth, against plain fine-tuning and
+a hand-made-features baseline, on speaker-independent folds. One command per corpus, resumable:
+
+    python recipes/studies/study.py --corpus emodb --output_dir runs/study            # 5 folds
+    python recipes/studies/study.py --corpus ravdess12 --output_dir runs/study        # 6 folds
+    python recipes/studies/study.py --corpus emodb --arms mfcc plain-compute gmp-tl --seeds 1
+
+Arms (same folds, seeds and per-stage epochs; configs recipes/configs/<corpus>_small_scratch.yaml):
+    mfcc            log-mel/MFCC statistics + logistic regression (scikit-learn), emotion and gender
+    plain-compute   plain fine-tuning (utterance CE) for MTL + stage-1 + stage-2 epochs: equal total compute
+    plain-epochs    plain fine-tuning for stage-1 + stage-2 epochs: as many epochs as the final GMP-TL
+                    model trains (stage 1 restarts from the initial encoder, as the method says)
+    gmp-tl          MTL -> GMPs -> stage 1 -> stage 2 (AM-Softmax, head from stage 1); also gives the MTL row
+    no-gender       gmp-tl with gender_loss_weight 0 in the MTL model (no gender in the GMP features)
+    single-scale    gmp-tl with one GMP scale (K = 100); reuses the MTL models of gmp-tl (same seed)
+    linear-stage2   gmp-tl with a linear stage-2 head; reuses MTL, GMPs and stage 1 of gmp-tl (same seed)
+    fresh-stage2    gmp-tl with a freshly drawn AM-Softmax head in stage 2; reuses the same three
+
+Reused folders are copied; their records match by content. An interrupted study resumes: finished
+steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}:
+mean +- std over folds (averaged over seeds), the spread of the seed means, the gender head's accuracy,
+the compute each arm recorded, and in how many fold-seeds GMP-TL beats each plain arm.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.fft import dct
+from scipy.signal import stft
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from gmp_tl_hf.arguments import TRAINING_DEFAULTS, DataArguments, load_config_file
+from gmp_tl_hf.cli import setup_logging
+from gmp_tl_hf.cross_validation import run_cv
+from gmp_tl_hf.data import decode
+from gmp_tl_hf.metrics import aggregate_folds, ser_metrics
+from gmp_tl_hf.training import load_data
+
+REPO = Path(__file__).resolve().parents[2]
+CORPORA = {  # corpus -> (config, default data folder)
+    "emodb": ("emodb_small_scratch.yaml", REPO.parent / "shared" / "data" / "emodb"),
+    "ravdess12": ("ravdess12_small_scratch.yaml", REPO.parent / "shared" / "data" / "ravdess12"),
+}
+ARMS = (
+    "mfcc", "plain-compute", "plain-epochs", "gmp-tl", "no-gender", "single-scale", "linear-stage2", "fresh-stage2",
+)  # fmt: skip
+REUSE = {"single-scale": ("mtl",), **{arm: ("mtl", "gmp", "stage1") for arm in ("linear-stage2", "fresh-stage2")}}
+CHANGES = {
+    "no-gender": ("mtl", "gender_loss_weight", 0.0),
+    "single-scale": ("gmp", "cluster_sizes", [100]),
+    "linear-stage2": ("stage2", "emotion_head", "linear"),
+    "fresh-stage2": ("stage2", "head_init", "fresh"),
+}
+
+
+def stage_epochs(config: dict, stage: str) -> float:
+    default = config["training"].get("num_train_epochs", TRAINING_DEFAULTS["num_train_epochs"])
+    return config.get(stage, {}).get("num_train_epochs", default)
+
+
+def arm_config(base: dict, arm: str, seed: int, data_dir: str, classes: str) -> tuple[dict, str]:
+    """The CV config and chain of one arm and seed."""
+    config = json.loads(json.dumps(base))
+    config["data"].update(data_dir=data_dir, classes=classes)
+    config["training"]["seed"] = seed
+    if arm.startswith("plain"):
+        final = stage_epochs(base, "stage1") + stage_epochs(base, "stage2")
+        epochs = final + stage_epochs(base, "mtl") if arm == "plain-compute" else final
+        config["plain"] = {**config.get("plain", {}), "num_train_epochs": epochs}
+        return config, "plain"
+    if arm in CHANGES:
+        section, key, value = CHANGES[arm]
+        config.setdefault(section, {})[key] = value
+    return config, "gmp-tl"
+
+
+def log_mel_statistics(wave: np.ndarray, rate: int = 16000) -> np.ndarray:
+    """Mean and std of 40 log-mel bands, 20 MFCCs and their deltas (25 ms windows, 10 ms hop)."""
+    _, _, spec = stft(wave, fs=rate, nperseg=400, noverlap=240, nfft=512, boundary=None)
+    power = np.abs(spec) ** 2
+    mel = np.linspace(0, 2595 * np.log10(1 + (rate / 2) / 700), 42)
+    edges = 700 * (10 ** (mel / 2595) - 1) / (rate / 2) * (power.shape[0] - 1)
+    bins = np.arange(power.shape[0])[:, None]
+    filters = np.maximum(
+        0, np.minimum((bins - edges[:-2]) / (edges[1:-1] - edges[:-2]), (edges[2:] - bins) / (edges[2:] - edges[1:-1]))
+    )
+    log_mel = np.log(filters.T @ power + 1e-8)
+    mfcc = dct(log_mel, type=2, axis=0, norm="ortho")[:20]
+    frames = np.concatenate([log_mel, mfcc, np.gradient(mfcc, axis=1)])
+    return np.concatenate([frames.mean(axis=1), frames.std(axis=1)])
+
+
+def run_mfcc(config: dict, output_dir: Path) -> dict:
+    """The classic reference on the same folds: statistics of hand-made features + logistic regression,
+    for emotion and (the baseline beside the models' gender heads) for gender."""
+    dataset = load_data(DataArguments(**config["data"]))
+    features = np.stack([log_mel_statistics(decode(audio)) for audio in dataset["audio"]])
+    labels, folds = np.asarray(dataset["emotion"]), np.asarray(dataset["fold"])
+    genders = np.asarray(dataset["gender"])
+    names = dataset.features["emotion"].names
+    scores = []
+    for fold in sorted(set(folds.tolist())):
+        test = folds == fold
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
+        model.fit(features[~test], labels[~test])
+        scores.append(ser_metrics(labels[test], model.predict(features[test]), names))
+        known = genders >= 0
+        gender_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
+        gender_model.fit(features[~test & known], genders[~test & known])
+        scores[-1]["gender_accuracy"] = float(gender_model.score(features[test & known], genders[test & known]))
+    keys = ("war", "uar", "macro_f1", "gender_accuracy")
+    summary = {
+        "stages": {
+            "mfcc": {
+                "per_fold": {f: {k: s[k] for k in keys} for f, s in enumerate(scores)},
+                **aggregate_folds(scores),
+            }
+        }
+    }
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "cv_results.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def copy_reused_steps(root: Path, arm: str, seed: int, run_dir: Path) -> None:
+    """The upstream steps an ablation shares with gmp-tl (same seed), copied once."""
+    for step in REUSE.get(arm, ()):
+        for source in sorted((root / "gmp-tl" / f"seed{seed}").glob(f"fold*/{step}")):
+            target = run_dir / source.parent.name / step
+            if not target.exists():
+                shutil.copytree(source, target, ignore=shutil.ignore_patterns(".lock"))
+    source = root / "gmp-tl" / f"seed{seed}" / "random_init"
+    if REUSE.get(arm) and source.is_dir() and not (run_dir / "random_init").exists():
+        shutil.copytree(source, run_dir / "random_init")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", choices=sorted(CORPORA), required=True)
+    parser.add_argument("--data_dir", default=None, help="default: the corpus in ../shared/data")
+    parser.add_argument("--config", default=None, help="default: recipes/configs/<corpus>_small_scratch.yaml")
+    parser.add_argument("--output_dir", default="runs/study")
+    parser.add_argument("--classes", choices=["native", "iemocap4"], default="native")
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of mfcc, plain and gmp-tl")
+    parser.add_argument("--ablation_seeds", type=int, nargs="+", default=None, help="default: the first seed")
+    parser.add_argument("--folds", type=int, nargs="+", default=None, help="default: all (a subset for a quick look)")
+    args = parser.parse_args(argv)
+    setup_logging()
+    config_name, default_data = CORPORA[args.corpus]
+    base = load_config_file(args.config or REPO / "recipes" / "configs" / config_name)
+    data_dir = str(args.data_dir or default_data)
+    root = Path(args.output_dir) / args.corpus / args.classes
+    results: dict[str, list[dict]] = {}
+    timings: dict[str, list[float]] = {}
+    for arm in args.arms:
+        seeds = args.seeds if arm in ("mfcc", "plain-compute", "plain-epochs", "gmp-tl") else None
+        seeds = args.seeds[:1] if arm == "mfcc" else seeds or args.ablation_seeds or args.seeds[:1]
+        for seed in seeds:
+            run_dir = root / arm / f"seed{seed}"
+            start = time.perf_counter()
+            if arm == "mfcc":
+                summary = run_mfcc(arm_config(base, "plain-compute", seed, data_dir, args.classes)[0], run_dir)
+            else:
+                config, chain = arm_config(base, arm, seed, data_dir, args.classes)
+                copy_reused_steps(root, arm, seed, run_dir)
+                summary = run_cv(config, run_dir, chain, args.folds)
+            # a CV run reports the training + extraction time its steps recorded (right after resuming too)
+            timings.setdefault(arm, []).append(summary.get("compute_time_s", time.perf_counter() - start))
+            for stage in ("mtl", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),):
+                name = "mtl" if stage == "mtl" else arm
+                results.setdefault(name, []).append({**summary["stages"][stage], "seed": seed})
+    return write_summary(root, results, timings)
+
+
+def _cell(row: dict, metric: str, kind: str) -> str:
+    """``mean ± std`` in percent; the mean is always over folds (and seeds), the spread over ``kind``."""
+    spread = row[f"{metric}_{kind}_std"]
+    return "–" if spread is None else f"{100 * row[f'{metric}_folds_mean']:.1f} ± {100 * spread:.1f}"
+
+
+def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
+    """In how many fold-seeds (same fold, same seed) ``arm`` has the higher test UAR than ``baseline``."""
+    pairs = [
+        (run["per_fold"][fold]["uar"], other["per_fold"][fold]["uar"])
+        for run in results.get(arm, [])
+        for other in results.get(baseline, [])
+        if run["seed"] == other["seed"]
+        for fold in run["per_fold"]
+        if fold in other["per_fold"]
+    ]
+    return f"{sum(a > b for a, b in pairs)} of {len(pairs)}" if pairs else None
+
+
+def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str, list[float]]) -> dict:
+    lines = [
+        "| arm | seeds | WAR over folds | UAR over folds | WAR over seeds | UAR over seeds | gender acc. "
+        "| compute per CV run |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    table: dict = {}
+    for arm, runs in results.items():
+        row: dict = {"seeds": len(runs)}
+        for metric in ("war", "uar"):
+            row[f"{metric}_folds_mean"] = float(np.mean([r[f"{metric}_mean"] for r in runs]))
+            row[f"{metric}_folds_std"] = float(np.mean([r[f"{metric}_std"] for r in runs]))
+            seed_means = np.array([r[f"{metric}_mean"] for r in runs])
+            row[f"{metric}_seeds_std"] = float(seed_means.std()) if len(runs) > 1 else None
+        gender = [r["gender_accuracy_mean"] for r in runs if "gender_accuracy_mean" in r]
+        row["gender_accuracy"] = float(np.mean(gender)) if gender else None
+        row["compute_time_s"] = float(np.mean(timings.get("gmp-tl" if arm == "mtl" else arm, [float("nan")])))
+        table[arm] = row
+        seconds = row["compute_time_s"]
+        took = "(inside gmp-tl)" if arm == "mtl" else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        cells = [_cell(row, metric, kind) for kind in ("folds", "seeds") for metric in ("war", "uar")]
+        accuracy = "–" if row["gender_accuracy"] is None else f"{100 * row['gender_accuracy']:.1f}"
+        lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {accuracy} | {took} |")
+    comparisons = {f"gmp-tl vs {plain}": wins(results, "gmp-tl", plain) for plain in ("plain-compute", "plain-epochs")}
+    lines.append("")
+    for name, count in comparisons.items():
+        if count:
+            lines.append(f"- {name}: GMP-TL stage 2 has the higher test UAR in {count} fold-seeds")
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "study_results.json").write_text(json.dumps({"arms": table, "wins": comparisons}, indent=2))
+    (root / "study_results.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return {"arms": table, "wins": comparisons}
+
+
+if __name__ == "__main__":
+    main()
