@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import tiny_config, tiny_model
+from conftest import speechlike, tiny_config, tiny_model
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, HubertConfig, HubertModel
 
-from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig
+from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig, default_feature_extractor
 from gmp_tl_hf.presets import encoder_preset
 
 
@@ -359,3 +362,24 @@ def test_freeze_feature_encoder_and_gradient_checkpointing_train():
     assert all(p.grad is None for p in model.hubert.feature_extractor.parameters())
     assert model.classifier.weight.grad is not None
     assert model.hubert.encoder.layers[0].attention.q_proj.weight.grad is not None
+
+
+FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint-0.1.0"
+
+
+def fixture_batch():
+    waves = [speechlike(1.3, seed=1), speechlike(0.7, f0=220.0, seed=2)]
+    extractor = default_feature_extractor()
+    return extractor(waves, sampling_rate=16000, padding=True, return_attention_mask=True, return_tensors="pt")
+
+
+def test_a_checkpoint_saved_by_an_earlier_version_loads_and_answers_the_same():
+    """tests/fixtures/checkpoint-0.1.0 was saved (with its outputs) before the model code was restructured."""
+    expected = json.loads((FIXTURE / "expected_outputs.json").read_text())
+    model = AutoModelForAudioClassification.from_pretrained(FIXTURE).eval()
+    batch = fixture_batch()
+    with torch.no_grad():
+        out = model(batch["input_values"], attention_mask=batch["attention_mask"], window_frames=10)
+    for name in ("logits", "gender_logits", "window_logits"):
+        torch.testing.assert_close(getattr(out, name), torch.tensor(expected[name]), atol=1e-5, rtol=0)
+    assert [g.mean().item() for g in out.gmp_logits] == pytest.approx(expected["gmp_logits_mean"], abs=1e-6)
