@@ -6,8 +6,8 @@ Importing the package registers the model with ``AutoConfig``, ``AutoModel`` and
 
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
 
-from .configuration_hubert_gmp import HubertGMPConfig
-from .modeling_hubert_gmp import GMPEmotionOutput, HubertForGMPEmotion, default_feature_extractor
+from .models.configuration_hubert_gmp import HubertGMPConfig
+from .models.modeling_hubert_gmp import GMPEmotionOutput, HubertForGMPEmotion, default_feature_extractor
 
 __version__ = "0.1.0"
 

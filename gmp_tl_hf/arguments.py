@@ -18,9 +18,9 @@ from typing import Any, Union, get_args, get_origin, get_type_hints
 import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
-from .configuration_hubert_gmp import EMOTION_HEADS, GENDER_INPUTS, GMP_LOSS_FRAMES, POOLING_MODES
-from .corpora._common import ON_ERROR
-from .quantizer import GENDER_MODES
+from .data.corpora._common import ON_ERROR
+from .gmp.quantizer import GENDER_MODES
+from .models.configuration_hubert_gmp import EMOTION_HEADS, GENDER_INPUTS, GMP_LOSS_FRAMES, POOLING_MODES
 
 VALIDATION_MODES = ("speakers", "random", "none")
 HEAD_INITS = ("from_stage1", "fresh")

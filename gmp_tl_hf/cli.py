@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 from .arguments import ConfigError
-from .audio_io import AudioError
+from .models.audio_io import AudioError
 from .records import RecordMismatch, RunLocked
 
 

@@ -36,8 +36,8 @@ from .arguments import (
     load_yaml,
     split_values,
 )
+from .data.metrics import aggregate_folds
 from .gmp_extraction import extraction_settings, run_extract
-from .metrics import aggregate_folds
 from .records import RecordMismatch, differences, read_record, run_lock
 from .training import load_data, materialize_random_encoder, run_finetune, step_settings
 

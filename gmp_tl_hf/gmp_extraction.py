@@ -19,11 +19,11 @@ import torch
 from datasets import concatenate_datasets, load_from_disk
 
 from .arguments import DataArguments, GMPArguments, parse_args
-from .features import FrameFeatureStore, extract_frame_features, model_fingerprint
-from .gmp_labels import add_gmp_labels
-from .kmeans import MultiScaleKMeans
-from .modeling_hubert_gmp import HubertForGMPEmotion
-from .quantizer import GMPQuantizer
+from .gmp.features import FrameFeatureStore, extract_frame_features, model_fingerprint
+from .gmp.kmeans import MultiScaleKMeans
+from .gmp.labels import add_gmp_labels
+from .gmp.quantizer import GMPQuantizer
+from .models.modeling_hubert_gmp import HubertForGMPEmotion
 from .records import (
     close_step,
     fingerprint_rows,

@@ -33,6 +33,13 @@ logger = logging.getLogger(__name__)
 
 RECORD_NAME = "record.json"
 LOCK_NAME = ".lock"
+
+
+def is_bookkeeping(path: Path) -> bool:
+    """The lock and the run's log files: never a step's output, never cleared by ``overwrite``."""
+    return path.name == LOCK_NAME or (path.name.startswith("run") and path.suffix == ".log")
+
+
 # Arguments that never change a result: where things go, how much is logged or kept, how it is resumed.
 NEUTRAL_KEYS = frozenset(
     {
@@ -164,7 +171,7 @@ def open_step(step_dir: str | Path, step: str, settings: dict, inputs: dict, ove
     step_dir = Path(step_dir)
     record = read_record(step_dir)
     changed = record_differences(step_dir, settings, inputs)
-    foreign = record is None and step_dir.is_dir() and any(p.name != LOCK_NAME for p in step_dir.iterdir())
+    foreign = record is None and step_dir.is_dir() and any(not is_bookkeeping(p) for p in step_dir.iterdir())
     if changed or foreign:
         if not overwrite:
             reason = "; ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
@@ -176,7 +183,7 @@ def open_step(step_dir: str | Path, step: str, settings: dict, inputs: dict, ove
             )
         logger.info("%s: %s differs from the record; recomputing it", step_dir, step)
         for child in step_dir.iterdir():
-            if child.name != LOCK_NAME:
+            if not is_bookkeeping(child):
                 shutil.rmtree(child) if child.is_dir() else child.unlink()
         record = None
     if record is not None:

@@ -48,14 +48,16 @@ from .arguments import (
     check_training_arguments,
     parse_args,
 )
-from .configuration_hubert_gmp import HubertGMPConfig
-from .corpora import GENDERS, load_corpus, load_manifest
-from .data import CropEpochCallback, SERCollator, scan_audio, with_crop
+from .data.collator import CropEpochCallback, SERCollator, scan_audio, with_crop
+from .data.corpora import GENDERS, load_corpus, load_manifest
+from .data.metrics import gender_accuracy, make_compute_metrics, ser_metrics
+from .data.splits import assign_folds, fold_split, split_validation
+from .data.synthetic import CorpusSpec, synthesize_corpus
+from .gmp.quantizer import GMPQuantizer
 from .hub import push_run, write_model_card
-from .metrics import gender_accuracy, make_compute_metrics, ser_metrics
-from .modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
+from .models.configuration_hubert_gmp import HubertGMPConfig
+from .models.modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
 from .presets import encoder_preset
-from .quantizer import GMPQuantizer
 from .records import (
     close_step,
     fingerprint_rows,
@@ -67,8 +69,6 @@ from .records import (
     resolved_settings,
     run_lock,
 )
-from .splits import assign_folds, fold_split, split_validation
-from .synthetic import CorpusSpec, synthesize_corpus
 
 logger = logging.getLogger(__name__)
 

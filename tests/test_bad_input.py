@@ -14,9 +14,9 @@ from datasets import ClassLabel, Dataset, DatasetDict, Features
 from transformers import pipeline
 
 from gmp_tl_hf import cli
-from gmp_tl_hf.audio_io import AudioError, load_waveform
 from gmp_tl_hf.cli import main
-from gmp_tl_hf.corpora import load_emodb, load_manifest
+from gmp_tl_hf.data.corpora import load_emodb, load_manifest
+from gmp_tl_hf.models.audio_io import AudioError, load_waveform
 from gmp_tl_hf.training import missing_classes
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from corpus_trees import IEMOCAP_RAW_COUNTS, write_cremad, write_emodb, write_iemocap, write_ravdess
 
-from gmp_tl_hf.audio_io import AudioError
-from gmp_tl_hf.corpora import class_counts, load_audiofolder, load_corpus, load_iemocap, load_manifest
-from gmp_tl_hf.corpora.iemocap import STANDARD_COUNTS, speaker_of
+from gmp_tl_hf.data.corpora import class_counts, load_audiofolder, load_corpus, load_iemocap, load_manifest
+from gmp_tl_hf.data.corpora.iemocap import STANDARD_COUNTS, speaker_of
+from gmp_tl_hf.models.audio_io import AudioError
 
 
 @pytest.fixture(scope="module")

@@ -13,11 +13,11 @@ from corpus_trees import write_emodb
 
 from gmp_tl_hf import default_feature_extractor
 from gmp_tl_hf.arguments import DataArguments
-from gmp_tl_hf.audio_io import AudioError, load_waveform, to_mono
-from gmp_tl_hf.corpora import load_corpus, load_manifest
 from gmp_tl_hf.data import SERCollator, scan_audio, with_crop
-from gmp_tl_hf.metrics import aggregate_folds, make_compute_metrics, ser_metrics
-from gmp_tl_hf.splits import assign_folds, balanced_speaker_folds, fold_split, split_validation
+from gmp_tl_hf.data.corpora import load_corpus, load_manifest
+from gmp_tl_hf.data.metrics import aggregate_folds, make_compute_metrics, ser_metrics
+from gmp_tl_hf.data.splits import assign_folds, balanced_speaker_folds, fold_split, split_validation
+from gmp_tl_hf.models.audio_io import AudioError, load_waveform, to_mono
 
 
 def tone(rate: int, seconds: float = 1.0, frequency: float = 440.0) -> np.ndarray:
@@ -149,6 +149,16 @@ def test_random_crop_starts_on_a_frame_and_keeps_labels_aligned(tmp_path):
         labels = batch["gmp_labels"][0, :, 1].tolist()
         assert labels == [(first + t) % 7 for t in range(config.num_frames(16000))]
     assert len(starts) > 5
+
+
+def test_crops_do_not_depend_on_where_the_corpus_lies(tmp_path):
+    collator = SERCollator(default_feature_extractor(), tiny_config(), seed=5)
+    here = {"id": "03a01Wa", "audio": {"path": str(tmp_path / "a" / "03a01Wa.wav")}}
+    there = {"id": "03a01Wa", "audio": {"path": "/elsewhere/emodb/wav/03a01Wa.wav"}}
+    starts = [collator.crop_start(row, 48000, 16000) for row in (here, there)]
+    assert starts[0] == starts[1]
+    other = {"id": "03a02Wa", "audio": {"path": str(tmp_path / "a" / "03a02Wa.wav")}}
+    assert len({collator.crop_start({**other, "id": f"x{i}"}, 48000, 16000) for i in range(20)}) > 5
 
 
 def test_collator_rejects_misaligned_frame_labels(tmp_path):
@@ -289,7 +299,7 @@ def test_trainer_compute_metrics_and_fold_aggregation():
 def test_evaluate_module_loads_offline():
     import evaluate
 
-    from gmp_tl_hf.metrics import SER_METRIC_PATH
+    from gmp_tl_hf.data.metrics import SER_METRIC_PATH
 
     metric = evaluate.load(SER_METRIC_PATH)
     scores = metric.compute(predictions=[0, 1, 1, 2], references=[0, 1, 2, 2], label_names=["a", "b", "c"])

@@ -12,12 +12,12 @@ from conftest import tiny_model
 from sklearn.cluster import KMeans
 
 from gmp_tl_hf import default_feature_extractor
-from gmp_tl_hf.corpora import load_corpus, load_manifest
 from gmp_tl_hf.data import SERCollator, scan_audio
-from gmp_tl_hf.features import FrameFeatureStore, extract_frame_features, length_sorted_batches, model_fingerprint
-from gmp_tl_hf.gmp_labels import add_gmp_labels
-from gmp_tl_hf.kmeans import MultiScaleKMeans, assign, inertia
-from gmp_tl_hf.quantizer import GMPQuantizer
+from gmp_tl_hf.data.corpora import load_corpus, load_manifest
+from gmp_tl_hf.gmp.features import FrameFeatureStore, extract_frame_features, length_sorted_batches, model_fingerprint
+from gmp_tl_hf.gmp.kmeans import MultiScaleKMeans, assign, inertia
+from gmp_tl_hf.gmp.labels import add_gmp_labels
+from gmp_tl_hf.gmp.quantizer import GMPQuantizer
 
 
 def blobs(n=6000, dim=16, centers=30, seed=0):

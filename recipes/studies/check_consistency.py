@@ -18,7 +18,7 @@ import numpy as np
 from transformers import pipeline
 
 from gmp_tl_hf.arguments import DataArguments
-from gmp_tl_hf.splits import fold_split
+from gmp_tl_hf.data.splits import fold_split
 from gmp_tl_hf.training import load_data
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import soundfile
 import soxr
 
-from gmp_tl_hf.audio_io import load_waveform
+from gmp_tl_hf.models.audio_io import load_waveform
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -28,11 +28,11 @@ def measure(size: str, repeat: int, data_dir: str, max_fit_frames: int) -> dict:
     from datasets import concatenate_datasets
 
     from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig, default_feature_extractor
-    from gmp_tl_hf.corpora import load_corpus
     from gmp_tl_hf.data import scan_audio
-    from gmp_tl_hf.features import extract_frame_features
+    from gmp_tl_hf.data.corpora import load_corpus
+    from gmp_tl_hf.gmp.features import extract_frame_features
+    from gmp_tl_hf.gmp.kmeans import MultiScaleKMeans
     from gmp_tl_hf.gmp_extraction import default_layer
-    from gmp_tl_hf.kmeans import MultiScaleKMeans
     from gmp_tl_hf.presets import encoder_preset
 
     torch.manual_seed(0)

@@ -3,7 +3,7 @@
 fairseq (examples/hubert/simple_kmeans/learn_kmeans.py) fits one scikit-learn MiniBatchKMeans per
 codebook (k-means++, batch 10000, max_iter 100, n_init 20, max_no_improvement 100, tol 0,
 reassignment_ratio 0) and labels with ``predict``. Ours fits all scales together
-(gmp_tl_hf.kmeans.MultiScaleKMeans) and labels with ``assign``.
+(gmp_tl_hf.gmp.kmeans.MultiScaleKMeans) and labels with ``assign``.
 
     python tests/benchmarks/bench_kmeans.py                      # 200k synthetic frames, 768 dims
     python tests/benchmarks/bench_kmeans.py --source emodb       # EmoDB through a random base encoder
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from sklearn.cluster import MiniBatchKMeans
 
-from gmp_tl_hf.kmeans import MultiScaleKMeans, assign, inertia
+from gmp_tl_hf.gmp.kmeans import MultiScaleKMeans, assign, inertia
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -42,9 +42,9 @@ def synthetic_frames(frames: int, dim: int, seed: int = 0) -> np.ndarray:
 def emodb_frames(layer: int) -> np.ndarray:
     """Layer features of all of EmoDB (../shared) through a randomly initialised base-size HuBERT."""
     from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig, default_feature_extractor
-    from gmp_tl_hf.corpora import load_corpus
     from gmp_tl_hf.data import scan_audio
-    from gmp_tl_hf.features import extract_frame_features
+    from gmp_tl_hf.data.corpora import load_corpus
+    from gmp_tl_hf.gmp.features import extract_frame_features
     from gmp_tl_hf.presets import encoder_preset
 
     torch.manual_seed(0)

@@ -21,7 +21,7 @@ import torch
 from transformers import AudioClassificationPipeline, pipeline
 
 from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig, default_feature_extractor
-from gmp_tl_hf.audio_io import load_waveform
+from gmp_tl_hf.models.audio_io import load_waveform
 from gmp_tl_hf.presets import encoder_preset
 
 REPO = Path(__file__).resolve().parents[2]

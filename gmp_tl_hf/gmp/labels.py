@@ -17,8 +17,8 @@ import torch
 from datasets import Dataset, Features, Sequence, Value
 from transformers import Wav2Vec2FeatureExtractor
 
-from .audio_io import TARGET_SAMPLING_RATE
-from .data import decode
+from ..data.collator import decode
+from ..models.audio_io import TARGET_SAMPLING_RATE
 from .features import clip_lengths, model_fingerprint
 from .quantizer import GMPQuantizer
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from datasets import Dataset
 
-from ..audio_io import AudioError
+from ...models.audio_io import AudioError
 from ._common import LabelMap, Utterance, build_dataset, check_files, map_labels, report_errors
 
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")

@@ -1,7 +1,7 @@
 """Speech emotion recognition metrics as an `evaluate` module that loads offline.
 
 import evaluate
-from gmp_tl_hf.metrics import SER_METRIC_PATH
+from gmp_tl_hf.data.metrics import SER_METRIC_PATH
 metric = evaluate.load(SER_METRIC_PATH)
 metric.compute(predictions=[0, 1, 1], references=[0, 1, 2], label_names=["neu", "hap", "ang"])
 """
@@ -9,7 +9,7 @@ metric.compute(predictions=[0, 1, 1], references=[0, 1, 2], label_names=["neu", 
 import datasets
 import evaluate
 
-from gmp_tl_hf.metrics import ser_metrics
+from gmp_tl_hf.data.metrics import ser_metrics
 
 _DESCRIPTION = """WAR (weighted average recall = accuracy), UAR (unweighted average recall over the classes
 present in the references), macro-F1, per-class recall and the confusion matrix."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import soundfile
 from datasets import Audio, ClassLabel, Dataset, Features, Value
 
-from ..audio_io import AudioError
+from ...models.audio_io import AudioError
 
 logger = logging.getLogger(__name__)
 

@@ -22,8 +22,8 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import Wav2Vec2FeatureExtractor
 
-from .audio_io import TARGET_SAMPLING_RATE
-from .data import decode
+from ..data.collator import decode
+from ..models.audio_io import TARGET_SAMPLING_RATE
 
 META_NAME = "features.json"
 

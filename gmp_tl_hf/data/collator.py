@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -21,8 +22,8 @@ from datasets import Dataset
 from tqdm.auto import tqdm
 from transformers import TrainerCallback, Wav2Vec2FeatureExtractor
 
-from .audio_io import MIN_SAMPLES, TARGET_SAMPLING_RATE, AudioError, load_waveform
-from .configuration_hubert_gmp import HubertGMPConfig
+from ..models.audio_io import MIN_SAMPLES, TARGET_SAMPLING_RATE, AudioError, load_waveform
+from ..models.configuration_hubert_gmp import HubertGMPConfig
 from .corpora import report_errors
 
 logger = logging.getLogger(__name__)
@@ -90,8 +91,9 @@ class SERCollator:
     count of the padded batch, and ``crop_samples`` (> 0: random crop to that many samples, starting
     on a frame boundary so frame labels stay aligned; set by :func:`with_crop` on training sets).
 
-    Crop offsets are a function of (``seed``, ``epoch``, clip path), not of the global RNG, so a run
-    resumed from a checkpoint crops exactly as the uninterrupted run did; :class:`CropEpochCallback`
+    Crop offsets are a function of (``seed``, ``epoch``, utterance id), not of the global RNG or of where
+    the corpus lies, so a run resumed from a checkpoint, or rerun on a copy of the corpus elsewhere,
+    crops exactly as the first run did; :class:`CropEpochCallback`
     keeps ``epoch`` in step with the Trainer. The attention mask follows the feature extractor's
     ``return_attention_mask``; normalisation always uses the true clip lengths.
     """
@@ -106,7 +108,8 @@ class SERCollator:
     def crop_start(self, row: dict, num_samples: int, crop: int) -> int:
         """A random frame-aligned start for a crop of ``crop`` samples out of ``num_samples``."""
         hop = int(np.prod(self.config.conv_stride))
-        key = zlib.crc32(str(row["audio"]["path"] or row.get("id", "")).encode())
+        # the utterance id, not the path: the same corpus in another folder (or machine) crops alike
+        key = zlib.crc32(str(row.get("id") or os.path.basename(row["audio"]["path"] or "")).encode())
         starts = (num_samples - crop) // hop + 1
         return hop * int(np.random.default_rng([self.seed, self.epoch, key]).integers(starts))
 
