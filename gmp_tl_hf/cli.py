@@ -21,16 +21,17 @@ from errno import ENOSPC
 from functools import partial
 from pathlib import Path
 
+import datasets
+import transformers
 import yaml
 
+from . import cross_validation, demo, gmp_extraction, training
 from .arguments import ConfigError
 from .models.audio_io import AudioError
 from .records import RecordMismatch, RunLocked
 
 
 def _commands():
-    from . import cross_validation, demo, gmp_extraction, training
-
     return {
         "demo": demo.main,
         "cv": cross_validation.main,
@@ -42,9 +43,6 @@ def _commands():
 def setup_logging(log_file: str | Path | None = None) -> None:
     """A calm console (our progress lines at INFO, warnings, a few bars); everything, transformers' and
     datasets' messages included, at DEBUG in ``log_file``."""
-    import datasets
-    import transformers
-
     console = logging.StreamHandler()
     console.setLevel(logging.INFO)
     console.addFilter(lambda record: record.levelno >= logging.WARNING or record.name.startswith("gmp_tl_hf"))

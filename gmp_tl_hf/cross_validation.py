@@ -21,7 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
+from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 from transformers import TrainingArguments
 
@@ -255,17 +257,13 @@ def results_markdown(summary: dict) -> str:
 
 
 def plot_confusion(scores: dict, path: Path) -> None:
-    """The pooled (all folds) confusion matrix, row-normalised, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
+    """The pooled (all folds) confusion matrix, row-normalised, as a PNG (matplotlib's object API: no
+    pyplot state, no backend to select)."""
     matrix = np.asarray(scores["pooled_confusion_matrix"], dtype=float)
     normalised = matrix / np.maximum(matrix.sum(axis=1, keepdims=True), 1)
     labels = scores["labels"]
-    figure, axis = plt.subplots(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    figure = Figure(figsize=(1.2 * len(labels) + 2, 1.2 * len(labels) + 1.5))
+    axis = figure.add_subplot()
     axis.imshow(normalised, cmap="Blues", vmin=0, vmax=1)
     axis.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
     axis.set_yticks(range(len(labels)), labels)
@@ -278,7 +276,6 @@ def plot_confusion(scores: dict, path: Path) -> None:
     axis.set_title(f"pooled confusion, WAR {100 * scores['pooled_war']:.1f} / UAR {100 * scores['pooled_uar']:.1f}")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
-    plt.close(figure)
 
 
 def main(argv: list[str] | None = None) -> dict:

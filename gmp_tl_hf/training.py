@@ -55,6 +55,7 @@ from .data.splits import assign_folds, fold_split, split_validation
 from .data.synthetic import CorpusSpec, synthesize_corpus
 from .gmp.quantizer import GMPQuantizer
 from .hub import push_run, write_model_card
+from .models.audio_io import longest_first
 from .models.configuration_hubert_gmp import HubertGMPConfig
 from .models.modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
 from .presets import encoder_preset
@@ -376,7 +377,7 @@ def missing_classes(splits: DatasetDict, label_names: list[str]) -> list[str]:
 
 
 def sort_by_length(dataset):
-    return dataset.select(np.argsort(-np.asarray(dataset["num_samples"]), kind="stable"))
+    return dataset.select(longest_first(dataset["num_samples"]))
 
 
 def _gmp_inputs(model_args: ModelArguments, data_args: DataArguments) -> tuple[DatasetDict, GMPQuantizer]:

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from transformers import Wav2Vec2FeatureExtractor
 
 from ..data.collator import decode
-from ..models.audio_io import TARGET_SAMPLING_RATE
+from ..models.audio_io import TARGET_SAMPLING_RATE, longest_first
 
 META_NAME = "features.json"
 
@@ -48,7 +48,7 @@ def length_sorted_batches(lengths: list[int], max_batch_samples: int, max_batch_
     """Indices grouped longest-first into batches of at most ``max_batch_size`` clips and
     ``max_batch_samples`` padded samples (a longer clip gets a batch of its own)."""
     batches, current = [], []
-    for index in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+    for index in longest_first(lengths).tolist():
         if current and (len(current) == max_batch_size or lengths[current[0]] * (len(current) + 1) > max_batch_samples):
             batches.append(current)
             current = []

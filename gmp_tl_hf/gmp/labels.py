@@ -18,7 +18,7 @@ from datasets import Dataset, Features, Sequence, Value
 from transformers import Wav2Vec2FeatureExtractor
 
 from ..data.collator import decode
-from ..models.audio_io import TARGET_SAMPLING_RATE
+from ..models.audio_io import TARGET_SAMPLING_RATE, longest_first
 from .features import clip_lengths, model_fingerprint
 from .quantizer import GMPQuantizer
 
@@ -78,7 +78,7 @@ def add_gmp_labels(
     if "gmp_labels" in dataset.column_names:
         dataset = dataset.remove_columns("gmp_labels")
     lengths = np.asarray(clip_lengths(dataset))
-    order = np.argsort(-lengths, kind="stable")
+    order = longest_first(lengths)
     parts = [
         dataset._fingerprint,
         fingerprint,

@@ -126,6 +126,13 @@ def check_waveform(waveform: np.ndarray, source: str, min_samples: int = MIN_SAM
     return np.ascontiguousarray(waveform, dtype=np.float32)
 
 
+def longest_first(lengths) -> np.ndarray:
+    """Indices of ``lengths`` from longest to shortest, ties in input order: batches of neighbours in
+    this order carry little padding. The one length ordering of the package (pipeline, features,
+    labels, evaluation sets)."""
+    return np.argsort(-np.asarray(lengths), kind="stable")
+
+
 def duration_hint(source, sampling_rate: int = TARGET_SAMPLING_RATE) -> float:
     """Cheap length estimate in seconds (file header, array size), for ordering clips by length."""
     if isinstance(source, dict):
@@ -169,4 +176,13 @@ def load_waveform(
     return check_waveform(resample(waveform, sampling_rate, target_sampling_rate), name, min_samples)
 
 
-__all__ = ["AudioError", "check_waveform", "duration_hint", "load_waveform", "read_audio", "resample", "to_mono"]
+__all__ = [
+    "AudioError",
+    "check_waveform",
+    "duration_hint",
+    "load_waveform",
+    "longest_first",
+    "read_audio",
+    "resample",
+    "to_mono",
+]

@@ -17,6 +17,16 @@ GMP_LOSS_FRAMES = ("all", "masked")
 GENDER_INPUTS = ("embedding", "statistics")
 
 
+def conv_output_length(num_samples, kernels: Sequence[int], strides: Sequence[int]):
+    """Frames out of a stack of unpadded 1-D convolutions: floor((L - kernel) / stride) + 1 per layer,
+    for an int or a tensor of lengths (``HubertPreTrainedModel._get_feat_extract_output_lengths`` does the
+    same sum over the whole encoder; this also serves one layer and the config alone, without a model)."""
+    length = num_samples
+    for kernel, stride in zip(kernels, strides):
+        length = (length - kernel) // stride + 1
+    return length
+
+
 class HubertGMPConfig(HubertConfig):
     r"""HuBERT with utterance emotion/gender heads and frame-level GMP heads (GMP-TL, arXiv 2405.02151).
 
@@ -147,17 +157,11 @@ class HubertGMPConfig(HubertConfig):
         return samples
 
     def num_frames(self, num_samples: int) -> int:
-        """Encoder frames for a clip of ``num_samples`` samples.
-
-        The conv-stack arithmetic of ``HubertPreTrainedModel._get_feat_extract_output_lengths``
-        (floor((L - kernel) / stride) + 1 per layer), 0 for clips shorter than one frame.
-        """
-        length = int(num_samples)
-        for kernel, stride in zip(self.conv_kernel, self.conv_stride):
-            if length < kernel:
-                return 0
-            length = (length - kernel) // stride + 1
-        return length
+        """Encoder frames for a clip of ``num_samples`` samples, 0 for clips shorter than one frame."""
+        num_samples = int(num_samples)
+        if num_samples < self.min_input_samples:
+            return 0
+        return conv_output_length(num_samples, self.conv_kernel, self.conv_stride)
 
 
-__all__ = ["HubertGMPConfig"]
+__all__ = ["HubertGMPConfig", "conv_output_length"]

@@ -22,7 +22,7 @@ from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.models.hubert.modeling_hubert import _compute_mask_indices
 from transformers.utils import ModelOutput, logging
 
-from .configuration_hubert_gmp import HubertGMPConfig
+from .configuration_hubert_gmp import HubertGMPConfig, conv_output_length
 
 logger = logging.get_logger(__name__)
 
@@ -104,8 +104,7 @@ class LengthAwareGroupNormConvLayer(nn.Module):
         if valid_samples is None:
             hidden_states = self.layer_norm(hidden_states)
         else:
-            kernel, stride = self.conv.kernel_size[0], self.conv.stride[0]
-            valid_frames = torch.div(valid_samples - kernel, stride, rounding_mode="floor") + 1
+            valid_frames = conv_output_length(valid_samples, self.conv.kernel_size, self.conv.stride)
             hidden_states = masked_group_norm(hidden_states, valid_frames, self.layer_norm)
         return self.activation(hidden_states)
 
@@ -479,8 +478,6 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """Save weights and config plus the code and a 16 kHz feature extractor, so that the folder
         loads with ``trust_remote_code=True`` (model and ``audio-classification`` pipeline) anywhere."""
-        from .pipeline_hubert_gmp import SpeechEmotionPipeline  # noqa: F401 (declares the file as needed code)
-
         self.config.auto_map = dict(self.AUTO_MAP)
         self.config.custom_pipelines = {task: dict(spec) for task, spec in self.CUSTOM_PIPELINES.items()}
         super().save_pretrained(save_directory, *args, **kwargs)

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from transformers import AudioClassificationPipeline
 
-from .audio_io import AudioError, load_waveform
+from .audio_io import AudioError, load_waveform, longest_first
 
 
 class SpeechEmotionPipeline(AudioClassificationPipeline):
@@ -62,7 +62,8 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
                 raise errors[0]
             listed = "; ".join(f"item {index}: {error}" for index, error in errors.items())
             raise AudioError(f"{len(errors)} of {len(items)} inputs", f"{listed} (on_error='skip' answers the rest)")
-        order = sorted(waves, key=lambda index: -len(waves[index]))
+        indices = list(waves)
+        order = [indices[i] for i in longest_first([len(waves[index]) for index in indices])]
         answers: list = [None] * len(items)
         for index, error in errors.items():
             answers[index] = {"error": str(error)}
