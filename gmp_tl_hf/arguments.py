@@ -7,6 +7,7 @@ the file. Values the paper leaves open are marked "our choice" in their help tex
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Sequence
@@ -73,6 +74,8 @@ class DataArguments:
         if self.fold_protocol is None:
             self.fold_protocol = "loso" if self.dataset == "iemocap" else "speakers-5"
         check_types(self)
+        if self.data_dir:  # one spelling per folder: ../data/x from one place and /abs/data/x match in records
+            self.data_dir = os.path.abspath(self.data_dir)
         require(self, "validation", self.validation in VALIDATION_MODES, f"one of {VALIDATION_MODES}")
         require(self, "on_error", self.on_error in ON_ERROR, f"one of {ON_ERROR}")
         require(self, "max_duration", self.max_duration is None or self.max_duration > 0, "> 0 seconds or null")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -232,6 +233,7 @@ def test_validation_split_stays_inside_the_training_folds(emodb_dir):
     assert set(default["validation"]["speaker"]).isdisjoint(default["train"]["speaker"])
     assert sorted(set(default["validation"]["gender"])) == [0, 1]
     assert DataArguments().validation == "speakers"
+    assert DataArguments(data_dir="corpus").data_dir == str(Path.cwd() / "corpus")  # records compare the folder
     with pytest.raises(ValueError, match="whole number of speakers"):
         split_validation(split["train"], "speakers", 0.1)
     random = split_validation(split["train"], "random", 0.1, seed=0)
