@@ -39,9 +39,11 @@ from .arguments import (
     split_values,
 )
 from .data.metrics import aggregate_folds
+from .fold_data import load_data
 from .gmp_extraction import extraction_settings, run_extract
+from .model_setup import materialize_random_encoder
 from .records import RecordMismatch, differences, read_record, run_lock
-from .training import load_data, materialize_random_encoder, run_finetune, step_settings
+from .training import run_finetune, step_settings
 
 logger = logging.getLogger(__name__)
 

@@ -21,7 +21,7 @@ from transformers import pipeline
 
 from .arguments import DataArguments
 from .cross_validation import apply_overrides, results_markdown, run_cv
-from .training import load_data
+from .fold_data import load_data
 
 logger = logging.getLogger(__name__)
 

@@ -19,11 +19,14 @@ import torch
 from datasets import concatenate_datasets, load_from_disk
 
 from .arguments import DataArguments, GMPArguments, parse_args
+from .fold_data import prepare_splits, split_signature
 from .gmp.features import FrameFeatureStore, extract_frame_features, model_fingerprint
 from .gmp.kmeans import MultiScaleKMeans
 from .gmp.labels import add_gmp_labels
 from .gmp.quantizer import GMPQuantizer
+from .model_setup import load_feature_extractor
 from .models.modeling_hubert_gmp import HubertForGMPEmotion
+from .processes import process_state
 from .records import (
     close_step,
     fingerprint_rows,
@@ -34,7 +37,6 @@ from .records import (
     resolved_settings,
     run_lock,
 )
-from .training import load_feature_extractor, prepare_splits, process_state, split_signature
 
 logger = logging.getLogger(__name__)
 AUTOCAST = {None: None, "bf16": torch.bfloat16, "fp16": torch.float16}

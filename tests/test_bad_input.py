@@ -16,8 +16,8 @@ from transformers import pipeline
 from gmp_tl_hf import cli
 from gmp_tl_hf.cli import main
 from gmp_tl_hf.data.corpora import load_emodb, load_manifest
+from gmp_tl_hf.fold_data import missing_classes
 from gmp_tl_hf.models.audio_io import AudioError, load_waveform
-from gmp_tl_hf.training import missing_classes
 
 
 @pytest.fixture

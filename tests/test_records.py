@@ -14,6 +14,7 @@ from conftest import tiny_model
 from safetensors.torch import save_file
 
 from gmp_tl_hf.cli import main
+from gmp_tl_hf.model_setup import initialise_stage2_head
 from gmp_tl_hf.records import (
     LOCK_NAME,
     RecordMismatch,
@@ -25,7 +26,7 @@ from gmp_tl_hf.records import (
     read_record,
     run_lock,
 )
-from gmp_tl_hf.training import base_model_id, initialise_stage2_head
+from gmp_tl_hf.training import base_model_id
 
 
 def write_checkpoint(folder, step: int):

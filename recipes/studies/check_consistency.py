@@ -19,7 +19,7 @@ from transformers import pipeline
 
 from gmp_tl_hf.arguments import DataArguments
 from gmp_tl_hf.data.splits import fold_split
-from gmp_tl_hf.training import load_data
+from gmp_tl_hf.fold_data import load_data
 
 
 def check(model_dir: Path) -> dict:

@@ -42,7 +42,7 @@ from gmp_tl_hf.cli import setup_logging
 from gmp_tl_hf.cross_validation import run_cv
 from gmp_tl_hf.data import decode
 from gmp_tl_hf.data.metrics import aggregate_folds, ser_metrics
-from gmp_tl_hf.training import load_data
+from gmp_tl_hf.fold_data import load_data
 
 REPO = Path(__file__).resolve().parents[2]
 CORPORA = {  # corpus -> (config, default data folder)

@@ -1,0 +1,219 @@
+"""Where a stage starts and which heads it has: the model, its feature extractor, the stage-2 head, and the
+gender head refit on the final encoder."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.linear_model import LogisticRegression
+from transformers import (
+    HubertConfig,
+    HubertModel,
+    PretrainedConfig,
+    Wav2Vec2FeatureExtractor,
+    set_seed,
+)
+from transformers.utils import logging as hf_logging
+
+from .arguments import (
+    HEAD_INITS,
+    ModelArguments,
+)
+from .data.collator import SERCollator
+from .data.corpora import GENDERS
+from .fold_data import sort_by_length
+from .models.configuration_hubert_gmp import HubertGMPConfig
+from .models.modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
+from .presets import encoder_preset
+from .processes import process_state
+
+logger = logging.getLogger(__name__)
+
+
+STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "plain": {"emotion_head": "linear", "gender_loss_weight": 0.0},
+    "mtl": {"emotion_head": "linear", "gender_loss_weight": 1.0},
+    "stage1": {"emotion_head": "linear", "gender_loss_weight": 0.0},
+    "stage2": {"emotion_head": "am_softmax", "gender_loss_weight": 0.0},
+}
+
+
+HEAD_PREFIXES = ("projector.", "classifier.", "gender_classifier.", "gmp_heads.", "pooler.", "layer_weights")
+
+
+CHECKPOINT_ONLY_KEYS = ("model_type", "architectures", "auto_map", "custom_pipelines", "transformers_version")
+
+
+def load_feature_extractor(name_or_path: str) -> Wav2Vec2FeatureExtractor:
+    """The checkpoint's feature extractor with ``return_attention_mask=True`` (our model is exact
+    under padding), or the default one when the checkpoint has none."""
+    try:
+        extractor = Wav2Vec2FeatureExtractor.from_pretrained(name_or_path)
+    except OSError:
+        logger.warning("%s has no preprocessor_config.json; using the default 16 kHz feature extractor", name_or_path)
+        extractor = default_feature_extractor()
+    extractor.return_attention_mask = True
+    return extractor
+
+
+def materialize_random_encoder(preset: str, directory: str | Path, seed: int) -> str:
+    """Save a randomly initialised HuBERT of ``preset`` size as a "pre-trained" checkpoint, so that
+    every stage and arm of a from-scratch study starts from the very same weights."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file():
+        torch.manual_seed(seed)
+        HubertModel(HubertConfig(**encoder_preset(preset))).save_pretrained(directory)
+        default_feature_extractor().save_pretrained(directory)
+    return str(directory)
+
+
+def model_source(stage: str, model_args: ModelArguments, output_dir: Path, seed: int) -> str:
+    """Where the stage starts: the given checkpoint, or (``encoder_preset``) a saved random encoder."""
+    if model_args.encoder_preset and stage != "stage2":
+        with process_state().main_process_first():  # one process writes it, the others load it
+            return materialize_random_encoder(model_args.encoder_preset, output_dir / "random_init", seed)
+    return model_args.model_name_or_path
+
+
+def build_model(
+    stage: str, source: str, model_args: ModelArguments, label_names: list[str], gmp_classes: list[int], seed: int
+) -> HubertForGMPEmotion:
+    defaults = STAGE_DEFAULTS[stage]
+    overrides: dict[str, Any] = {
+        "num_labels": len(label_names),
+        "id2label": dict(enumerate(label_names)),
+        "label2id": {name: i for i, name in enumerate(label_names)},
+        "gender_labels": list(GENDERS),
+        "gmp_cluster_sizes": gmp_classes,
+        "pooling": model_args.pooling,
+        "emotion_head": model_args.emotion_head or defaults["emotion_head"],
+        "am_margin": model_args.am_margin,
+        "am_scale": model_args.am_scale,
+        "gender_loss_weight": defaults["gender_loss_weight"]
+        if model_args.gender_loss_weight is None
+        else model_args.gender_loss_weight,
+        "gmp_loss_weight": model_args.gmp_loss_weight,
+        "gmp_loss_frames": model_args.gmp_loss_frames,
+        "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
+        "gender_input": model_args.gender_input,
+        "gender_layer": model_args.gender_layer,
+    }
+    for key in ("mask_time_prob", "layerdrop"):
+        if getattr(model_args, key) is not None:
+            overrides[key] = getattr(model_args, key)
+    # the checkpoint's config becomes ours explicitly (a plain HuBERT's too), so nothing is guessed on load
+    values, _ = PretrainedConfig.get_config_dict(source)
+    values = {key: value for key, value in values.items() if key not in CHECKPOINT_ONLY_KEYS}
+    config = HubertGMPConfig(**{**values, **overrides})
+    set_seed(seed)  # the new heads start the same in every run
+    with quiet_loading_report():
+        model, loading = HubertForGMPEmotion.from_pretrained(
+            source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
+        )
+    report_loading(stage, source, loading)
+    if stage == "stage2":
+        initialise_stage2_head(model, model_args.head_init, seed)
+    if model_args.freeze_feature_encoder:
+        model.freeze_feature_encoder()
+    return model
+
+
+@contextmanager
+def quiet_loading_report():
+    """Hold back transformers' generic weight-loading table: :func:`report_loading` says what it means here.
+
+    A filter on that one record, not a logger level: transformers runs other checks by its logger's level.
+    """
+    loading_logger = hf_logging.get_logger("transformers.modeling_utils")
+
+    def not_the_report(record: logging.LogRecord) -> bool:
+        return "LOAD REPORT" not in record.getMessage()
+
+    loading_logger.addFilter(not_the_report)
+    try:
+        yield
+    finally:
+        loading_logger.removeFilter(not_the_report)
+
+
+def report_loading(stage: str, source: str, loading: dict[str, list]) -> None:
+    """One line for what is new or dropped by design (the heads a stage adds or removes), a warning for
+    anything else (encoder weights missing or left over: a wrong checkpoint)."""
+    keys = {kind: loading.get(kind, []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
+    keys["mismatched_keys"] = [entry[0] if isinstance(entry, tuple) else entry for entry in keys["mismatched_keys"]]
+    expected = {
+        kind: sorted({k.split(".")[0] for k in names if k.startswith(HEAD_PREFIXES)}) for kind, names in keys.items()
+    }
+    other = {kind: [k for k in names if not k.startswith(HEAD_PREFIXES)] for kind, names in keys.items()}
+    logger.info(
+        "%s from %s: new heads %s, dropped %s, re-initialised %s",
+        stage, source, expected["missing_keys"] or "none", expected["unexpected_keys"] or "none",
+        expected["mismatched_keys"] or "none",
+    )  # fmt: skip
+    for kind, names in other.items():
+        if names:
+            logger.warning("%s from %s: encoder weights %s: %s", stage, source, kind.replace("_", " "), names[:10])
+
+
+def initialise_stage2_head(model: HubertForGMPEmotion, head_init: str, seed: int) -> None:
+    """Stage 2's emotion head: ``from_stage1`` keeps the weight rows loaded from the stage-1 emotion head
+    (the AM-Softmax class vectors start as the linear head's, its bias dropped); ``fresh`` draws new ones."""
+    if head_init not in HEAD_INITS:
+        raise ValueError(f"head_init must be one of {HEAD_INITS}, got {head_init!r}")
+    if head_init == "fresh":
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            weight = model.classifier.weight
+            weight.copy_(torch.randn(weight.shape, generator=generator) * model.config.initializer_range)
+            if getattr(model.classifier, "bias", None) is not None:
+                model.classifier.bias.zero_()
+    logger.info("stage2: %s emotion head, initialised %s", model.config.emotion_head, head_init.replace("_", " "))
+
+
+@torch.no_grad()
+def refit_gender_head(model: HubertForGMPEmotion, rows, collator: SERCollator, batch_size: int = 8) -> dict | None:
+    """Refit the gender head by logistic regression on the final encoder's features of the training clips.
+
+    The head is trained alongside the encoder (as a task or a probe), but a few epochs from scratch
+    leave it far from converged; a closed-form fit on the encoder the model ends with makes the gender
+    answer valid for that encoder, whatever the stage's losses were. Returns what was fitted.
+    """
+    genders = np.asarray(rows["gender"])
+    rows = rows.select(np.flatnonzero(genders >= 0))
+    if len(set(rows["gender"])) < len(model.config.gender_labels):
+        logger.warning("not every gender occurs in the training clips; the gender head is left as trained")
+        return None
+    rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
+    was_training = model.training
+    model.eval()
+    features = []
+    for start in range(0, len(rows), batch_size):
+        batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+        mask = batch.get("attention_mask")
+        inputs = batch["input_values"].to(model.device)
+        output = model.gender_features(inputs, None if mask is None else mask.to(model.device))
+        features.append(output.float().cpu().numpy())
+    model.train(was_training)
+    features, targets = np.concatenate(features), np.asarray(rows["gender"])
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    classifier = LogisticRegression(C=1.0, max_iter=2000).fit((features - mean) / scale, targets)
+    coef, intercept = classifier.coef_, classifier.intercept_
+    if coef.shape[0] == 1:  # binary: logit(class 1) - logit(class 0) = w.x + b, split symmetrically
+        coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
+    weight = coef / scale
+    bias = intercept - weight @ mean
+    head = model.gender_classifier
+    head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
+    head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+    accuracy = float((classifier.predict((features - mean) / scale) == targets).mean())
+    logger.info("gender head refit on %d training clips (training accuracy %.3f)", len(targets), accuracy)
+    return {
+        "method": "logistic regression (C=1, standardised features)",
+        "clips": len(targets),
+        "train_accuracy": accuracy,
+    }
