@@ -91,6 +91,15 @@ def test_file_paths_any_rate_and_stereo(checkpoint, classifier, tmp_path):
     assert_same_scores(mean, reference_probs(checkpoint, soxr.resample(0.75 * wave, 44100, 16000, quality="HQ")))
 
 
+def test_a_sampling_rate_given_when_the_pipeline_is_made_applies_to_every_call(checkpoint):
+    wave = speechlike(1.0, sampling_rate=22050)
+    made_with_rate = pipeline(
+        "audio-classification", model=str(checkpoint), trust_remote_code=True, sampling_rate=22050
+    )
+    per_call = pipeline("audio-classification", model=str(checkpoint), trust_remote_code=True)
+    assert_same_scores(made_with_rate(wave), as_dict(per_call(wave, sampling_rate=22050)))
+
+
 def test_gender_and_timeline_on_request(classifier):
     result = classifier(speechlike(2.0), return_gender=True, return_timeline=True, timeline_window=0.5)
     assert set(result) == {"emotion", "gender", "timeline"}

@@ -133,22 +133,6 @@ def longest_first(lengths) -> np.ndarray:
     return np.argsort(-np.asarray(lengths), kind="stable")
 
 
-def duration_hint(source, sampling_rate: int = TARGET_SAMPLING_RATE) -> float:
-    """Cheap length estimate in seconds (file header, array size), for ordering clips by length."""
-    if isinstance(source, dict):
-        array = source.get("array", source.get("raw"))
-        return duration_hint(array, source.get("sampling_rate", sampling_rate))
-    if isinstance(source, (str, os.PathLike)) and soundfile is not None:
-        try:
-            return soundfile.info(os.fspath(source)).duration
-        except Exception:  # unreadable: the real decode reports it with the reason
-            return 0.0
-    if isinstance(source, (bytes, bytearray)):
-        return len(source) / (2 * sampling_rate)
-    shape = getattr(source, "shape", None)
-    return max(shape) / sampling_rate if shape else 0.0
-
-
 def load_waveform(
     source: AudioSource,
     sampling_rate: int | None = None,
@@ -179,7 +163,6 @@ def load_waveform(
 __all__ = [
     "AudioError",
     "check_waveform",
-    "duration_hint",
     "load_waveform",
     "longest_first",
     "read_audio",

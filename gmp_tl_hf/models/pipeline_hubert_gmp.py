@@ -48,7 +48,9 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         single = not isinstance(inputs, list)
         items = [inputs] if single else inputs
-        rate, channel = kwargs.pop("sampling_rate", None), kwargs.pop("channel", None)
+        # given with the call, else when the pipeline was made (Pipeline keeps those in _preprocess_params)
+        rate = kwargs.pop("sampling_rate", self._preprocess_params.get("sampling_rate"))
+        channel = kwargs.pop("channel", self._preprocess_params.get("channel"))
         target = self.feature_extractor.sampling_rate
         waves: dict[int, np.ndarray] = {}
         errors: dict[int, Exception] = {}
@@ -138,11 +140,12 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
                 "so it has no gender answer to give; call without return_gender=True"
             )
 
-    def preprocess(self, inputs: Any, sampling_rate: int | None = None, channel: int | None = None):
-        waveform = self._decode(inputs, sampling_rate, channel)  # __call__ has checked it already
+    def preprocess(self, inputs: dict, sampling_rate: int | None = None, channel: int | None = None):
+        """Features of a clip that ``__call__`` has decoded, resampled and checked (``sampling_rate`` and
+        ``channel`` were applied there; they arrive here only because the Pipeline routes them so)."""
         target_rate = self.feature_extractor.sampling_rate
         return self.feature_extractor(
-            waveform, sampling_rate=target_rate, return_attention_mask=True, return_tensors="pt"
+            inputs["array"], sampling_rate=target_rate, return_attention_mask=True, return_tensors="pt"
         )
 
     def _forward(self, model_inputs, window_frames: int | None = None):
