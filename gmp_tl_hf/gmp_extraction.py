@@ -33,7 +33,6 @@ from .records import (
     fingerprint_source,
     open_step,
     read_record,
-    record_differences,
     resolved_settings,
     run_lock,
 )
@@ -67,10 +66,8 @@ def _run_extract(gmp_args: GMPArguments, data_args: DataArguments, state, output
     splits = prepare_splits(data_args)
     settings = extraction_settings(gmp_args, data_args)
     inputs = {"data": fingerprint_rows(splits), "source": fingerprint_source(gmp_args.model_name_or_path)}
-    if record_differences(output_dir, settings, inputs) and not gmp_args.overwrite:
-        open_step(output_dir, "extract", settings, inputs, overwrite=False)  # refuses, on every rank
-    if state.is_main_process:
-        open_step(output_dir, "extract", settings, inputs, overwrite=gmp_args.overwrite)
+    # every rank refuses alike, before anything is written; the main one clears or writes the record
+    open_step(output_dir, "extract", settings, inputs, gmp_args.overwrite, write=state.is_main_process)
     state.wait_for_everyone()
     if read_record(output_dir)["status"] == "complete" and (output_dir / "gmp.json").is_file():
         logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)

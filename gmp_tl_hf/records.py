@@ -150,37 +150,33 @@ def read_record(step_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def record_differences(step_dir: str | Path, settings: dict, inputs: dict) -> list[str]:
-    """What differs between the folder's record and these settings/inputs (empty: same, or no record)."""
-    record = read_record(step_dir)
-    if record is None:
-        return []
-    return differences(
-        {"settings": record["settings"], "inputs": record["inputs"]}, {"settings": settings, "inputs": inputs}
-    )
-
-
-def open_step(step_dir: str | Path, step: str, settings: dict, inputs: dict, overwrite: bool = False) -> bool:
+def open_step(
+    step_dir: str | Path, step: str, settings: dict, inputs: dict, overwrite: bool = False, write: bool = True
+) -> bool:
     """Claim ``step_dir`` for a step with these settings and inputs; True when it is already complete.
 
     A folder with a different record raises :class:`RecordMismatch` (nothing is touched) unless
     ``overwrite``, which clears it. A folder with content but no record (made by an older version or
     by hand) is refused the same way. The record is written before any work, marked complete by
-    :func:`close_step`.
+    :func:`close_step`. With ``write=False`` (every process but the main one) it only refuses.
     """
     step_dir = Path(step_dir)
     record = read_record(step_dir)
-    changed = record_differences(step_dir, settings, inputs)
+    changed = [] if record is None else differences(
+        {"settings": record["settings"], "inputs": record["inputs"]}, {"settings": settings, "inputs": inputs}
+    )  # fmt: skip
     foreign = record is None and step_dir.is_dir() and any(not is_bookkeeping(p) for p in step_dir.iterdir())
+    if (changed or foreign) and not overwrite:
+        reason = "; ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
+        if foreign:
+            reason = f"it has files but no {RECORD_NAME}, so nothing says what made them"
+        raise RecordMismatch(
+            f"{step_dir} holds a {step} step made differently: {reason}. Nothing was changed; rerun with "
+            "--overwrite to recompute it (and the steps after it), or choose another --output_dir"
+        )
+    if not write:
+        return record is not None and not changed and record.get("status") == "complete"
     if changed or foreign:
-        if not overwrite:
-            reason = "; ".join(changed[:8]) + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else "")
-            if foreign:
-                reason = f"it has files but no {RECORD_NAME}, so nothing says what made them"
-            raise RecordMismatch(
-                f"{step_dir} holds a {step} step made differently: {reason}. Nothing was changed; rerun with "
-                "--overwrite to recompute it (and the steps after it), or choose another --output_dir"
-            )
         logger.info("%s: %s differs from the record; recomputing it", step_dir, step)
         for child in step_dir.iterdir():
             if not is_bookkeeping(child):

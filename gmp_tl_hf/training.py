@@ -47,7 +47,6 @@ from .records import (
     newest_complete_checkpoint,
     open_step,
     read_record,
-    record_differences,
     resolved_settings,
     run_lock,
 )
@@ -127,11 +126,8 @@ def _run_finetune(stage, data_args, model_args, training_args, overwrite, state,
 
     splits = prepare_splits(data_args)
     inputs = step_inputs(stage, model_args, splits, training_args.seed)
-    changed = record_differences(output_dir, settings, inputs)
-    if changed and not overwrite:  # every rank refuses alike, before anything is written
-        open_step(output_dir, stage, settings, inputs, overwrite=False)
-    if state.is_main_process:
-        open_step(output_dir, stage, settings, inputs, overwrite=overwrite)
+    # every rank refuses alike, before anything is written; the main one clears or writes the record
+    open_step(output_dir, stage, settings, inputs, overwrite, write=state.is_main_process)
     state.wait_for_everyone()
     if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
         logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
