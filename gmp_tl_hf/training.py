@@ -168,10 +168,11 @@ def _run_finetune(stage, data_args, model_args, training_args, overwrite, state,
             trainer.add_callback(replacement)
     check_processes_connected(trainer)
     resume = training_args.resume_from_checkpoint
-    if resume == "last":  # the newest complete checkpoint-* in output_dir, if any
-        resume = newest_complete_checkpoint(output_dir) if state.is_main_process else None
+    if resume == "last":  # the newest complete checkpoint-*: the main process sets broken ones aside first
+        if state.is_main_process:
+            newest_complete_checkpoint(output_dir)
         state.wait_for_everyone()
-        resume = newest_complete_checkpoint(output_dir) if not state.is_main_process else resume
+        resume = newest_complete_checkpoint(output_dir)
     train_output = trainer.train(resume_from_checkpoint=resume)
     logger.log(
         logging.INFO if state.num_processes > 1 else logging.DEBUG,  # says each rank took part
