@@ -78,6 +78,15 @@ def output_dir_of(argv: list[str]) -> str | None:
     return "runs/demo" if argv and argv[0] == "demo" else None
 
 
+def stop(command: str, error: Exception, message: str, debug: bool) -> None:
+    """End a command that cannot go on in one line and exit code 2; with ``--debug``, the traceback."""
+    if debug:
+        raise error
+    logging.getLogger(__name__).debug("stopped", exc_info=error)
+    print(f"gmp-tl {command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+    raise SystemExit(2) from None
+
+
 def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] in ("-h", "--help"):
@@ -95,16 +104,13 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(log_file)
     try:
         commands[argv[0]](argv[1:])
-    except (ConfigError, AudioError, RecordMismatch, RunLocked, FileNotFoundError, yaml.YAMLError, OSError) as error:
-        if debug or (isinstance(error, OSError) and not isinstance(error, FileNotFoundError) and error.errno != ENOSPC):
+    except (ConfigError, AudioError, RecordMismatch, RunLocked, FileNotFoundError, yaml.YAMLError) as error:
+        # a user's mistake or a refusal that protects a record; a bad-file list keeps its lines
+        stop(argv[0], error, str(error) if isinstance(error, AudioError) else " ".join(str(error).split()), debug)
+    except OSError as error:
+        if error.errno != ENOSPC:
             raise
-        logging.getLogger(__name__).debug("stopped", exc_info=True)
-        # a user's mistake, a full disk or a refusal that protects a record: one line, exit code 2
-        message = str(error) if isinstance(error, AudioError) else " ".join(str(error).split())  # lists bad files
-        if isinstance(error, OSError) and error.errno == ENOSPC:
-            message = f"the disk is full ({message}); free space and rerun the same command: it resumes"
-        print(f"gmp-tl {argv[0]}: error: {message} (--debug shows the traceback)", file=sys.stderr)
-        raise SystemExit(2) from None
+        stop(argv[0], error, f"the disk is full ({error}); free space and rerun the same command: it resumes", debug)
     if log_file is not None:
         print(f"full log: {log_file}")
 

@@ -8,9 +8,7 @@ from typing import Any
 
 from datasets import DatasetDict
 
-from .arguments import (
-    DataArguments,
-)
+from .arguments import DataArguments
 from .data.collator import scan_audio
 from .data.corpora import load_corpus, load_manifest
 from .data.splits import assign_folds, fold_split, split_validation

@@ -11,19 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from transformers import (
-    HubertConfig,
-    HubertModel,
-    PretrainedConfig,
-    Wav2Vec2FeatureExtractor,
-    set_seed,
-)
+from transformers import HubertConfig, HubertModel, PretrainedConfig, Wav2Vec2FeatureExtractor, set_seed
 from transformers.utils import logging as hf_logging
 
-from .arguments import (
-    HEAD_INITS,
-    ModelArguments,
-)
+from .arguments import HEAD_INITS, ModelArguments
 from .data.collator import SERCollator
 from .data.corpora import GENDERS
 from .fold_data import sort_by_length

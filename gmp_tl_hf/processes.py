@@ -8,9 +8,7 @@ import os
 import torch
 from accelerate import PartialState
 from accelerate.utils import DistributedType, parse_flag_from_env
-from transformers import (
-    Trainer,
-)
+from transformers import Trainer
 
 logger = logging.getLogger(__name__)
 

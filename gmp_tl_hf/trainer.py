@@ -5,11 +5,7 @@ from __future__ import annotations
 import logging
 
 from torch.utils.data import SequentialSampler
-from transformers import (
-    ProgressCallback,
-    Trainer,
-    TrainerCallback,
-)
+from transformers import ProgressCallback, Trainer, TrainerCallback
 
 logger = logging.getLogger(__name__)
 
