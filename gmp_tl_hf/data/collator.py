@@ -93,9 +93,9 @@ class SERCollator:
 
     Crop offsets are a function of (``seed``, ``epoch``, utterance id), not of the global RNG or of where
     the corpus lies, so a run resumed from a checkpoint, or rerun on a copy of the corpus elsewhere,
-    crops exactly as the first run did; :class:`CropEpochCallback`
-    keeps ``epoch`` in step with the Trainer. The attention mask follows the feature extractor's
-    ``return_attention_mask``; normalisation always uses the true clip lengths.
+    crops exactly as the first run did; :class:`CropEpochCallback` keeps ``epoch`` in step with the
+    Trainer. The attention mask follows the feature extractor's ``return_attention_mask``; normalisation
+    always uses the true clip lengths.
     """
 
     feature_extractor: Wav2Vec2FeatureExtractor
