@@ -141,11 +141,13 @@ def report_loading(stage: str, source: str, loading: dict[str, list]) -> None:
         kind: sorted({k.split(".")[0] for k in names if k.startswith(HEAD_PREFIXES)}) for kind, names in keys.items()
     }
     other = {kind: [k for k in names if not k.startswith(HEAD_PREFIXES)] for kind, names in keys.items()}
-    logger.info(
-        "%s from %s: new heads %s, dropped %s, re-initialised %s",
-        stage, source, expected["missing_keys"] or "none", expected["unexpected_keys"] or "none",
-        expected["mismatched_keys"] or "none",
-    )  # fmt: skip
+    changes = [
+        f"{what} {', '.join(heads)}"
+        for what, heads in (("new heads", expected["missing_keys"]), ("dropped", expected["unexpected_keys"]),
+                            ("re-initialised", expected["mismatched_keys"]))
+        if heads
+    ]  # fmt: skip
+    logger.info("%s from %s: %s", stage, source, "; ".join(changes) or "every weight loaded")
     for kind, names in other.items():
         if names:
             logger.warning("%s from %s: encoder weights %s: %s", stage, source, kind.replace("_", " "), names[:10])
@@ -202,7 +204,7 @@ def refit_gender_head(model: HubertForGMPEmotion, rows, collator: SERCollator, b
     head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
     head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
     accuracy = float((classifier.predict((features - mean) / scale) == targets).mean())
-    logger.info("gender head refit on %d training clips (training accuracy %.3f)", len(targets), accuracy)
+    logger.debug("gender head refit on %d training clips (training accuracy %.3f)", len(targets), accuracy)
     return {
         "method": "logistic regression (C=1, standardised features)",
         "clips": len(targets),
