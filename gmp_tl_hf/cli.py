@@ -25,9 +25,10 @@ import datasets
 import transformers
 import yaml
 
-from . import cross_validation, demo, gmp_extraction, training
+from . import cross_validation, demo
 from .arguments import ConfigError
 from .models.audio_io import AudioError
+from .recipes import extract_gmp, finetune
 from .records import RecordMismatch, RunLocked
 
 
@@ -35,8 +36,8 @@ def _commands():
     return {
         "demo": demo.main,
         "cv": cross_validation.main,
-        "extract": gmp_extraction.main,
-        **{stage: partial(training.main, stage) for stage in ("mtl", "stage1", "stage2", "plain")},
+        "extract": extract_gmp.main,
+        **{stage: partial(finetune.main, stage) for stage in ("mtl", "stage1", "stage2", "plain")},
     }
 
 

@@ -40,10 +40,10 @@ from .arguments import (
 )
 from .data.metrics import aggregate_folds
 from .fold_data import load_data
-from .gmp_extraction import extraction_settings, run_extract
 from .model_setup import materialize_random_encoder
+from .recipes.extract_gmp import extraction_settings, run_extract
+from .recipes.finetune import run_finetune, step_settings
 from .records import RecordMismatch, differences, read_record, run_lock
-from .training import run_finetune, step_settings
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Cross-validation over all folds (see gmp_tl_hf.cross_validation); same as `gmp-tl cv`.
+"""Cross-validation over all folds (the driver: gmp_tl_hf/cross_validation.py); same as `gmp-tl cv`.
 
 python recipes/cross_validate.py --config recipes/configs/iemocap_hubert_base.yaml --output_dir runs/iemocap
 """

@@ -1,5 +1,6 @@
-"""The GMP extraction recipe (see gmp_tl_hf.gmp_extraction): MTL features -> multi-scale k-means ->
-datasets with frame-level pseudo-labels. Under torchrun/accelerate the work is split across processes.
+"""Launcher of the GMP extraction, same as `gmp-tl extract`. The recipe itself (MTL features -> multi-scale
+k-means -> datasets with frame-level pseudo-labels) is gmp_tl_hf/recipes/extract_gmp.py. Under
+torchrun/accelerate the work is split across processes.
 
     python recipes/extract_gmp.py --model_name_or_path runs/mtl --output_dir runs/gmp --dataset iemocap --data_dir ...
 """

@@ -1,4 +1,5 @@
-"""The mtl fine-tuning recipe (see gmp_tl_hf.training). Runs under python, torchrun or accelerate launch:
+"""Launcher of the mtl fine-tuning step, same as `gmp-tl mtl`. The recipe itself, readable top to bottom
+(arguments -> data -> model -> Trainer -> evaluate -> save/push), is gmp_tl_hf/recipes/finetune.py.
 
 python recipes/mtl_finetune.py --config recipes/configs/<config>.yaml --output_dir runs/mtl
 accelerate launch --multi_gpu --num_processes 2 recipes/mtl_finetune.py ...

@@ -1,4 +1,5 @@
-"""The plain fine-tuning recipe (see gmp_tl_hf.training). Runs under python, torchrun or accelerate launch:
+"""Launcher of the plain fine-tuning step, same as `gmp-tl plain`. The recipe itself, readable top to bottom
+(arguments -> data -> model -> Trainer -> evaluate -> save/push), is gmp_tl_hf/recipes/finetune.py.
 
 python recipes/plain_finetune.py --config recipes/configs/<config>.yaml --output_dir runs/plain
 accelerate launch --multi_gpu --num_processes 2 recipes/plain_finetune.py ...

@@ -1,4 +1,5 @@
-"""The stage1 fine-tuning recipe (see gmp_tl_hf.training). Runs under python, torchrun or accelerate launch:
+"""Launcher of the stage1 fine-tuning step, same as `gmp-tl stage1`. The recipe itself, readable top to bottom
+(arguments -> data -> model -> Trainer -> evaluate -> save/push), is gmp_tl_hf/recipes/finetune.py.
 
 python recipes/stage1_gmp.py --config recipes/configs/<config>.yaml --output_dir runs/stage1
 accelerate launch --multi_gpu --num_processes 2 recipes/stage1_gmp.py ...

@@ -1,4 +1,5 @@
-"""The stage2 fine-tuning recipe (see gmp_tl_hf.training). Runs under python, torchrun or accelerate launch:
+"""Launcher of the stage2 fine-tuning step, same as `gmp-tl stage2`. The recipe itself, readable top to bottom
+(arguments -> data -> model -> Trainer -> evaluate -> save/push), is gmp_tl_hf/recipes/finetune.py.
 
 python recipes/stage2_finetune.py --config recipes/configs/<config>.yaml --output_dir runs/stage2
 accelerate launch --multi_gpu --num_processes 2 recipes/stage2_finetune.py ...

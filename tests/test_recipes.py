@@ -20,8 +20,8 @@ from transformers import Trainer, TrainingArguments, pipeline
 
 from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
+from gmp_tl_hf.recipes.finetune import run_finetune
 from gmp_tl_hf.records import RecordMismatch
-from gmp_tl_hf.training import run_finetune
 
 TINY_DATA = {
     "dataset": "synthetic",

@@ -15,6 +15,7 @@ from safetensors.torch import save_file
 
 from gmp_tl_hf.cli import main
 from gmp_tl_hf.model_setup import initialise_stage2_head
+from gmp_tl_hf.recipes.finetune import base_model_id
 from gmp_tl_hf.records import (
     LOCK_NAME,
     RecordMismatch,
@@ -26,7 +27,6 @@ from gmp_tl_hf.records import (
     read_record,
     run_lock,
 )
-from gmp_tl_hf.training import base_model_id
 
 
 def write_checkpoint(folder, step: int):

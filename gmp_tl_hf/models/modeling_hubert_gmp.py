@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -19,19 +18,16 @@ from torch import nn
 from transformers import HubertModel, HubertPreTrainedModel, Wav2Vec2FeatureExtractor
 from transformers import initialization as init
 from transformers.dynamic_module_utils import get_relative_import_files
-from transformers.models.hubert.modeling_hubert import _compute_mask_indices
+from transformers.modeling_outputs import BaseModelOutput
+from transformers.models.hubert.modeling_hubert import HubertFeatureEncoder, _compute_mask_indices
 from transformers.utils import ModelOutput, logging
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_hubert_gmp import HubertGMPConfig, conv_output_length
 
 logger = logging.get_logger(__name__)
 
 IGNORE_INDEX = -100
-
-# Valid waveform lengths of the batch being encoded, read by the GroupNorm conv layer. HubertModel's
-# forward gives its feature encoder only the padded waveform; a ContextVar carries the lengths to it
-# per call, safely across threads (the same mechanism transformers uses for output capturing).
-_VALID_SAMPLES: ContextVar[torch.Tensor | None] = ContextVar("hubert_gmp_valid_samples", default=None)
 
 
 @dataclass
@@ -98,15 +94,72 @@ class LengthAwareGroupNormConvLayer(nn.Module):
         self.layer_norm = layer.layer_norm
         self.activation = layer.activation
 
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def forward(self, hidden_states: torch.Tensor, valid_samples: torch.Tensor | None = None) -> torch.Tensor:
         hidden_states = self.conv(hidden_states)
-        valid_samples = _VALID_SAMPLES.get()
         if valid_samples is None:
             hidden_states = self.layer_norm(hidden_states)
         else:
             valid_frames = conv_output_length(valid_samples, self.conv.kernel_size, self.conv.stride)
             hidden_states = masked_group_norm(hidden_states, valid_frames, self.layer_norm)
         return self.activation(hidden_states)
+
+
+class LengthAwareFeatureEncoder(HubertFeatureEncoder):
+    """HuBERT's conv feature encoder, told each clip's valid length (used by the GroupNorm layer)."""
+
+    def __init__(self, config: HubertGMPConfig):
+        super().__init__(config)
+        if config.feat_extract_norm == "group":
+            self.conv_layers[0] = LengthAwareGroupNormConvLayer(self.conv_layers[0])
+
+    def forward(self, input_values: torch.Tensor, valid_samples: torch.Tensor | None = None) -> torch.Tensor:
+        hidden_states = input_values[:, None]
+        if self._requires_grad and self.training:
+            hidden_states.requires_grad = True  # as the stock encoder: gradient checkpointing needs it
+        for index, conv_layer in enumerate(self.conv_layers):
+            if index == 0 and isinstance(conv_layer, LengthAwareGroupNormConvLayer):
+                hidden_states = conv_layer(hidden_states, valid_samples)
+            else:
+                hidden_states = conv_layer(hidden_states)
+        return hidden_states
+
+
+class LengthAwareHubertModel(HubertModel):
+    """``HubertModel`` whose forward takes the clips' valid lengths and hands them to the feature encoder.
+
+    The same modules and parameter names as ``HubertModel`` (checkpoints load unchanged); the forward
+    repeats the stock one (feature encoder, projection, masking, transformer) with the lengths passed
+    explicitly, under the same output capturing that fills ``hidden_states`` and ``attentions``.
+    """
+
+    def __init__(self, config: HubertGMPConfig):
+        super().__init__(config)
+        self.feature_extractor = LengthAwareFeatureEncoder(config)
+
+    @capture_outputs(tie_last_hidden_states=False)
+    def forward(
+        self,
+        input_values: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        valid_samples: torch.Tensor | None = None,
+        mask_time_indices: torch.Tensor | None = None,
+        output_attentions: bool | None = None,
+        output_hidden_states: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutput:
+        extract_features = self.feature_extractor(input_values, valid_samples).transpose(1, 2)
+        if attention_mask is not None:
+            attention_mask = self._get_feature_vector_attention_mask(extract_features.shape[1], attention_mask)
+        hidden_states = self.feature_projection(extract_features)
+        hidden_states = self._mask_hidden_states(hidden_states, mask_time_indices=mask_time_indices)
+        encoder_outputs = self.encoder(
+            hidden_states,
+            attention_mask=attention_mask,
+            output_attentions=output_attentions,
+            output_hidden_states=output_hidden_states,
+            **kwargs,
+        )
+        return BaseModelOutput(last_hidden_state=encoder_outputs[0])
 
 
 def weighted_sum(weights: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -221,10 +274,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         super().__init__(config)
         if config.gmp_loss_frames == "masked" and not (config.apply_spec_augment and config.mask_time_prob > 0):
             raise ValueError("gmp_loss_frames='masked' needs apply_spec_augment=True and mask_time_prob > 0")
-        self.hubert = HubertModel(config)
-        conv_layers = self.hubert.feature_extractor.conv_layers
-        if config.feat_extract_norm == "group":
-            conv_layers[0] = LengthAwareGroupNormConvLayer(conv_layers[0])
+        self.hubert = LengthAwareHubertModel(config)
         if config.use_weighted_layer_sum:
             self.layer_weights = nn.Parameter(torch.ones(config.num_hidden_layers + 1) / (config.num_hidden_layers + 1))
         self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
@@ -373,15 +423,13 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         return (torch.stack(hidden_states, dim=1) * weights).sum(dim=1)
 
     def _encode(self, input_values, attention_mask, sample_lengths, **kwargs):
-        """Run the HuBERT encoder with the batch's valid lengths visible to the GroupNorm conv layer."""
+        """Run the HuBERT encoder, passing the batch's valid lengths to the GroupNorm conv layer."""
         if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
             attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
-        group_norm = attention_mask is not None and self.config.feat_extract_norm == "group"
-        token = _VALID_SAMPLES.set(sample_lengths if group_norm else None)
-        try:
-            return self.hubert(input_values, attention_mask=attention_mask, return_dict=True, **kwargs)
-        finally:
-            _VALID_SAMPLES.reset(token)
+        valid_samples = sample_lengths if attention_mask is not None else None  # None: nothing is padded
+        return self.hubert(
+            input_values, attention_mask=attention_mask, valid_samples=valid_samples, return_dict=True, **kwargs
+        )
 
     def layer_features(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, layer: int | None = None

@@ -32,8 +32,8 @@ def measure(size: str, repeat: int, data_dir: str, max_fit_frames: int) -> dict:
     from gmp_tl_hf.data.corpora import load_corpus
     from gmp_tl_hf.gmp.features import extract_frame_features
     from gmp_tl_hf.gmp.kmeans import MultiScaleKMeans
-    from gmp_tl_hf.gmp_extraction import default_layer
     from gmp_tl_hf.presets import encoder_preset
+    from gmp_tl_hf.recipes.extract_gmp import default_layer
 
     torch.manual_seed(0)
     model = HubertForGMPEmotion(HubertGMPConfig(**encoder_preset(size), gmp_cluster_sizes=())).eval()

@@ -18,16 +18,16 @@ from typing import Any
 import torch
 from datasets import concatenate_datasets, load_from_disk
 
-from .arguments import DataArguments, GMPArguments, parse_args
-from .fold_data import prepare_splits, split_signature
-from .gmp.features import FrameFeatureStore, extract_frame_features, model_fingerprint
-from .gmp.kmeans import MultiScaleKMeans
-from .gmp.labels import add_gmp_labels
-from .gmp.quantizer import GMPQuantizer
-from .model_setup import load_feature_extractor
-from .models.modeling_hubert_gmp import HubertForGMPEmotion
-from .processes import process_state
-from .records import (
+from ..arguments import DataArguments, GMPArguments, parse_args
+from ..fold_data import prepare_splits, split_signature
+from ..gmp.features import FrameFeatureStore, extract_frame_features, model_fingerprint
+from ..gmp.kmeans import MultiScaleKMeans
+from ..gmp.labels import add_gmp_labels
+from ..gmp.quantizer import GMPQuantizer
+from ..model_setup import load_feature_extractor
+from ..models.modeling_hubert_gmp import HubertForGMPEmotion
+from ..processes import process_state
+from ..records import (
     close_step,
     fingerprint_rows,
     fingerprint_source,
