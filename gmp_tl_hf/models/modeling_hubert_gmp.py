@@ -256,12 +256,9 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
     # The loss is a mean per batch over terms with different normalisers (clips, frames); the Trainer
     # must average it over gradient-accumulation steps itself rather than pass num_items_in_batch.
     accepts_loss_kwargs = False
-    # Entries written into config.json on save so that a checkpoint loads without this package.
-    AUTO_MAP: ClassVar[dict[str, str]] = {
-        "AutoConfig": "configuration_hubert_gmp.HubertGMPConfig",
-        "AutoModel": "modeling_hubert_gmp.HubertForGMPEmotion",
-        "AutoModelForAudioClassification": "modeling_hubert_gmp.HubertForGMPEmotion",
-    }
+    # What config.json needs beyond what ``register_for_auto_class`` writes (transformers maps a class to
+    # one auto class; this model also answers to AutoModel) so that a checkpoint loads without this package.
+    EXTRA_AUTO_MAP: ClassVar[dict[str, str]] = {"AutoModel": "modeling_hubert_gmp.HubertForGMPEmotion"}
     CUSTOM_PIPELINES: ClassVar[dict[str, dict]] = {
         "audio-classification": {
             "impl": "pipeline_hubert_gmp.SpeechEmotionPipeline",
@@ -525,20 +522,27 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
 
     def save_pretrained(self, save_directory: str | os.PathLike, *args, **kwargs):
         """Save weights and config plus the code and a 16 kHz feature extractor, so that the folder
-        loads with ``trust_remote_code=True`` (model and ``audio-classification`` pipeline) anywhere."""
-        self.config.auto_map = dict(self.AUTO_MAP)
+        loads with ``trust_remote_code=True`` (model and ``audio-classification`` pipeline) anywhere.
+
+        transformers copies this file and the configuration and writes their ``auto_map`` entries (the
+        classes are registered with ``register_for_auto_class``); added here are the ``AutoModel`` entry,
+        the pipeline (its ``custom_pipelines`` entry and files) and the feature extractor.
+        """
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self.EXTRA_AUTO_MAP}
         self.config.custom_pipelines = {task: dict(spec) for task, spec in self.CUSTOM_PIPELINES.items()}
         super().save_pretrained(save_directory, *args, **kwargs)
-        is_main_process = kwargs.get("is_main_process", True)
-        if not is_main_process:
+        if not kwargs.get("is_main_process", True):
             return
-        here = Path(__file__).parent
-        for module_file in ("modeling_hubert_gmp.py", "pipeline_hubert_gmp.py"):
-            for source in [here / module_file, *map(Path, get_relative_import_files(here / module_file))]:
-                shutil.copyfile(source, Path(save_directory) / source.name)
+        pipeline_file = Path(__file__).parent / "pipeline_hubert_gmp.py"
+        for source in [pipeline_file, *map(Path, get_relative_import_files(pipeline_file))]:
+            shutil.copyfile(source, Path(save_directory) / source.name)
         if not (Path(save_directory) / "preprocessor_config.json").exists():
             logger.debug("no feature extractor saved with the model; writing the default 16 kHz one")
             default_feature_extractor().save_pretrained(save_directory)
+
+
+HubertGMPConfig.register_for_auto_class()
+HubertForGMPEmotion.register_for_auto_class("AutoModelForAudioClassification")
 
 
 def default_feature_extractor(do_normalize: bool = True) -> Wav2Vec2FeatureExtractor:
