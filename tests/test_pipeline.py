@@ -215,3 +215,56 @@ def test_fresh_process_without_the_package(checkpoint, tmp_path):
     expected = reference_probs(checkpoint, soxr.resample(wave, 48000, 16000, quality="HQ"))
     assert_same_scores(report["array"], expected)
     assert_same_scores(report["file"], expected)
+
+
+LOCAL_ENCODER = {"num_hidden_layers": 1, "feat_extract_norm": "layer", "conv_bias": True}
+
+
+@pytest.mark.parametrize("pooling", ["mean", "attentive"])
+@pytest.mark.parametrize("gender_input", ["statistics", "embedding"])
+def test_chunked_long_recording_stitches_the_exact_frames(tmp_path, pooling, gender_input):
+    """With an encoder whose frames see only nearby audio (attention output zeroed, no GroupNorm over
+    time), frames encoded in chunks with context are the recording's own frames: the chunked answer,
+    gender and timeline equal the whole-recording ones."""
+    model = tiny_model(seed=5, pooling=pooling, gender_input=gender_input, gender_head_trained=True, **LOCAL_ENCODER)
+    with torch.no_grad():
+        for layer in model.hubert.encoder.layers:
+            layer.attention.out_proj.weight.zero_()
+        model.classifier.weight.mul_(20)  # confident heads, so that a misplaced frame would show
+    model.save_pretrained(tmp_path)
+    default_feature_extractor().save_pretrained(tmp_path)
+    classify = pipeline("audio-classification", model=str(tmp_path), trust_remote_code=True)
+    wave = np.concatenate([speechlike(4.03, f0=f0, seed=i) for i, f0 in enumerate((110, 220, 160))])
+    calls = []
+    encode = classify.model.encode_frames
+    classify.model.encode_frames = lambda *args, **kwargs: calls.append(args[0].shape[1]) or encode(*args, **kwargs)
+    options = {"return_gender": True, "return_timeline": True, "timeline_window": 0.5}
+    chunked = classify(wave, chunk_length_s=2.0, stride_length_s=0.5, **options)
+    assert len(calls) == 7 and max(calls) <= 16000 * 3 + 400  # 12.09 s in 2 s chunks, 0.5 s context each side
+    whole = classify(wave, chunk_length_s=0, **options)
+    assert len(calls) == 7  # the whole recording went through forward in one piece
+    assert_same_scores(chunked["emotion"], as_dict(whole["emotion"]), atol=1e-4)
+    assert_same_scores(chunked["gender"], as_dict(whole["gender"]), atol=1e-4)
+    assert len(chunked["timeline"]) == len(whole["timeline"]) == 25
+    for ours, reference in zip(chunked["timeline"], whole["timeline"]):
+        assert (ours["start"], ours["end"]) == (reference["start"], reference["end"])
+        assert ours["scores"] == pytest.approx(reference["scores"], abs=1e-4)
+
+
+def test_long_recordings_in_a_batch_are_chunked_one_by_one(classifier):
+    """A list mixing short clips and a long recording: the long one goes through the chunked path, the
+    others are batched as usual, and every answer comes back in input order."""
+    short = [speechlike(1.0, seed=1), speechlike(1.5, seed=2)]
+    long = speechlike(7.0, seed=3)
+    mixed = classifier([short[0], long, short[1]], batch_size=2, chunk_length_s=2.0, stride_length_s=0.5)
+    alone = [classifier(wave, chunk_length_s=2.0, stride_length_s=0.5) for wave in (short[0], long, short[1])]
+    for got, expected in zip(mixed, alone):
+        assert_same_scores(got, as_dict(expected), atol=1e-5)
+    timeline = classifier(long, chunk_length_s=2.0, return_timeline=True, timeline_window=7.0)["timeline"]
+    assert len(timeline) == 1 and timeline[0]["end"] == pytest.approx(7.0, abs=0.03)
+    assert timeline[0]["scores"] == pytest.approx(as_dict(alone[1]), abs=1e-4)  # the window spanning it all
+
+
+def test_chunk_settings_are_checked(classifier):
+    with pytest.raises(ValueError, match="chunk_length_s must be >= 0"):
+        classifier(speechlike(1.0), chunk_length_s=-1)

@@ -389,3 +389,12 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     stamp = stage1.stat().st_mtime_ns
     assert study.main(argv)["arms"]["gmp-tl"] == summary["arms"]["gmp-tl"]  # resumed: all reused
     assert stage1.stat().st_mtime_ns == stamp
+
+    import gender_probe  # the diagnosis of the gender head, on the chain's folders
+
+    probes = gender_probe.main([str(root / "gmp-tl" / "seed7"), "--models", "stage2", "random_init"])
+    layers = json.loads((root / "gmp-tl" / "seed7" / "fold0" / "stage2" / "config.json").read_text())
+    expected = {"mfcc"} | {f"{m}: {f}" for m in ("stage2", "random_init") for f in ("conv", "all layers")}
+    expected |= {f"{m}: layer {i}" for m in ("stage2", "random_init") for i in range(layers["num_hidden_layers"] + 1)}
+    assert {feature for feature, _, _ in probes} == expected
+    assert all(len(values) == 1 and 0.0 <= values[0] <= 1.0 for values in probes.values())  # one fold

@@ -160,9 +160,55 @@ def load_waveform(
     return check_waveform(resample(waveform, sampling_rate, target_sampling_rate), name, min_samples)
 
 
+def decode_input(
+    inputs,
+    sampling_rate: int | None,
+    target_sampling_rate: int,
+    channel: int | None = None,
+    min_samples: int = MIN_SAMPLES,
+) -> np.ndarray:
+    """Any pipeline input to a checked mono waveform at ``target_sampling_rate``: a path, bytes, a file
+    object, a numpy array, a torch tensor, a list of numbers (arrays at ``target_sampling_rate`` unless
+    ``sampling_rate`` says otherwise), or a ``datasets``-style dict ``{"array" or "raw", "sampling_rate"}``."""
+    if isinstance(inputs, dict):
+        if "sampling_rate" not in inputs or not ("array" in inputs or "raw" in inputs):
+            raise ValueError('a dict input needs "sampling_rate" and an "array" (or "raw") entry')
+        sampling_rate = inputs["sampling_rate"]
+        inputs = inputs["array"] if "array" in inputs else inputs["raw"]
+    if hasattr(inputs, "detach"):  # a torch tensor (this file does not import torch)
+        inputs = inputs.detach().cpu().numpy()
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (int, float)):
+        inputs = np.asarray(inputs, dtype=np.float32)
+    if isinstance(inputs, np.ndarray) and sampling_rate is None:
+        sampling_rate = target_sampling_rate
+    return load_waveform(inputs, sampling_rate, target_sampling_rate, channel=channel, min_samples=min_samples)
+
+
+def decode_inputs(
+    items: list, sampling_rate: int | None, target_sampling_rate: int, channel: int | None, min_samples: int
+) -> tuple[dict[int, np.ndarray], dict[int, ValueError]]:
+    """Decode and check every item before any compute: waveforms and errors, keyed by position."""
+    waves, errors = {}, {}
+    for index, item in enumerate(items):
+        try:
+            waves[index] = decode_input(item, sampling_rate, target_sampling_rate, channel, min_samples)
+        except ValueError as error:  # AudioError included: bad file, bad array, bad dict
+            errors[index] = error
+    return waves, errors
+
+
+def bad_inputs_error(errors: dict[int, ValueError], total: int) -> ValueError:
+    """One error naming every bad item of a list (index and reason)."""
+    listed = "; ".join(f"item {index}: {error}" for index, error in errors.items())
+    return AudioError(f"{len(errors)} of {total} inputs", f"{listed} (on_error='skip' answers the rest)")
+
+
 __all__ = [
     "AudioError",
+    "bad_inputs_error",
     "check_waveform",
+    "decode_input",
+    "decode_inputs",
     "load_waveform",
     "longest_first",
     "read_audio",

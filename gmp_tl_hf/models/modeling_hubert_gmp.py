@@ -45,7 +45,8 @@ class GMPEmotionOutput(ModelOutput):
             `(batch, windows, num_labels)`, only when ``window_frames`` is given. Each window goes
             through the utterance path (same pooling, same head), so a window spanning the whole clip
             gives exactly ``logits``; ``window_frames=1`` gives one answer per 20 ms frame.
-        window_mask: `(batch, windows)` boolean mask of windows holding at least one valid frame.
+        window_mask: `(batch, windows)` boolean mask of windows holding at least one valid frame (the
+            logits of the others, windows of padding only, are zeros).
         frame_mask: `(batch, frames)` boolean mask of valid (non-padded) encoder frames.
         hidden_states: Encoder hidden states (embedding output + one per layer) if requested.
         attentions: Attention weights per layer if requested.
@@ -79,6 +80,22 @@ def masked_group_norm(hidden: torch.Tensor, valid_frames: torch.Tensor, norm: nn
         normalized = F.group_norm(item[None, :, :length], norm.num_groups, norm.weight, norm.bias, norm.eps)
         items.append(F.pad(normalized, (0, frames - length)))
     return torch.cat(items)
+
+
+@dataclass
+class GMPFrameOutput(ModelOutput):
+    """What the utterance heads read, per encoder frame (see :meth:`HubertForGMPEmotion.encode_frames`).
+
+    Args:
+        projected: Frames projected for pooling `(batch, frames, classifier_proj_size)`.
+        gender_frames: Frames of ``config.gender_layer`` `(batch, frames, hidden_size)` when the gender
+            head reads their statistics, else None.
+        frame_mask: `(batch, frames)` boolean mask of valid frames.
+    """
+
+    projected: torch.FloatTensor | None = None
+    gender_frames: torch.FloatTensor | None = None
+    frame_mask: torch.BoolTensor | None = None
 
 
 class LengthAwareGroupNormConvLayer(nn.Module):
@@ -163,19 +180,12 @@ class LengthAwareHubertModel(HubertModel):
 
 
 def weighted_sum(weights: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
-    """``weights`` `(batch, T)` or `(batch, windows, T)` times ``frames`` `(batch, T, dim)`, summed over T."""
-    if weights.dim() == 2:
-        return torch.bmm(weights.unsqueeze(1), frames).squeeze(1)
-    return torch.bmm(weights, frames)
+    """``weights`` `(batch, T)` times ``frames`` `(batch, T, dim)`, summed over T."""
+    return torch.bmm(weights.unsqueeze(1), frames).squeeze(1)
 
 
 class AttentivePooling(nn.Module):
-    """Softmax-weighted mean of the valid frames, one learned score per frame.
-
-    ``frame_mask`` is `(batch, T)` for one embedding per clip or `(batch, windows, T)` for one per
-    window (the timeline): both go through the same weights, so a window covering the whole clip gives
-    the clip's own embedding.
-    """
+    """Softmax-weighted mean of the valid frames, one learned score per frame."""
 
     def __init__(self, hidden_size: int):
         super().__init__()
@@ -183,8 +193,6 @@ class AttentivePooling(nn.Module):
 
     def weights(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         scores = self.score(frames).squeeze(-1)
-        if frame_mask.dim() == 3:
-            scores = scores.unsqueeze(1)
         return scores.masked_fill(~frame_mask, torch.finfo(scores.dtype).min).softmax(dim=-1)
 
     def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
@@ -192,7 +200,7 @@ class AttentivePooling(nn.Module):
 
 
 class MeanPooling(nn.Module):
-    """Mean of the valid frames (``frame_mask`` `(batch, T)` or `(batch, windows, T)`, as above)."""
+    """Mean of the valid frames (``frame_mask`` `(batch, T)`)."""
 
     def weights(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
         mask = frame_mask.to(frames.dtype)
@@ -210,15 +218,20 @@ def mean_std_pooling(frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Te
     return torch.cat([mean, variance.clamp(min=1e-6).sqrt()], dim=-1)
 
 
-def window_masks(frame_mask: torch.Tensor, window_frames: int) -> torch.Tensor:
-    """`(batch, windows, T)` masks of consecutive windows of ``window_frames`` valid frames each."""
+def split_windows(frames: torch.Tensor, frame_mask: torch.Tensor, window_frames: int):
+    """Consecutive windows of ``window_frames`` frames as a batch of their own: `(batch * windows,
+    window_frames, dim)` frames and mask, and the `(batch, windows)` mask of windows with a valid frame.
+
+    Pooling this batch is the utterance computation applied to each window, in memory that grows with the
+    clip's length only (never with length x windows)."""
     if window_frames < 1:
         raise ValueError(f"window_frames must be >= 1, got {window_frames}")
-    frames = frame_mask.shape[-1]
-    num_windows = max(1, -(-frames // window_frames))
-    window_of_frame = torch.arange(frames, device=frame_mask.device) // window_frames
-    in_window = window_of_frame[None, :] == torch.arange(num_windows, device=frame_mask.device)[:, None]
-    return in_window[None, :, :] & frame_mask[:, None, :]
+    batch, length, dim = frames.shape
+    windows = max(1, -(-length // window_frames))
+    pad = windows * window_frames - length
+    window_batch = F.pad(frames, (0, 0, 0, pad)).reshape(batch * windows, window_frames, dim)
+    window_mask = F.pad(frame_mask, (0, pad)).reshape(batch * windows, window_frames)
+    return window_batch, window_mask, window_mask.any(dim=-1).reshape(batch, windows)
 
 
 class AMSoftmaxHead(nn.Module):
@@ -339,9 +352,8 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         sample_lengths = self._check_inputs(input_values, attention_mask)
-        frames = int(self.num_frames(input_values.shape[1]))
-        frame_lengths = self.num_frames(sample_lengths)
-        frame_mask = torch.arange(frames, device=input_values.device)[None, :] < frame_lengths[:, None]
+        frame_mask = self._frame_mask(input_values, sample_lengths)
+        frames = frame_mask.shape[1]
         if gmp_labels is not None:
             gmp_labels = self._check_gmp_labels(gmp_labels, frames).masked_fill(~frame_mask[..., None], IGNORE_INDEX)
 
@@ -367,20 +379,13 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             output_hidden_states=True if self._needs_hidden_states else output_hidden_states,
         )
 
-        hidden = (
-            self._top_hidden(outputs.hidden_states) if self.config.use_weighted_layer_sum else outputs.last_hidden_state
-        )
+        hidden = self._top_hidden(outputs)
         projected = self.projector(hidden)
-        embeddings = self.dropout(self.pooler(projected, frame_mask))
-        logits = self.classifier(embeddings)
-        gender_inputs = self._gender_inputs(embeddings, outputs.hidden_states, frame_mask)
-        gender_logits = self.gender_classifier(gender_inputs)
+        gender_frames = self._gender_frames(outputs.hidden_states)
+        logits, gender_inputs, gender_logits, window_logits, window_mask = self._utterance_heads(
+            projected, gender_frames, frame_mask, window_frames
+        )
         gmp_logits = tuple(head(hidden) for head in self.gmp_heads)
-        window_logits = window_mask = None
-        if window_frames is not None:
-            masks = window_masks(frame_mask, window_frames)
-            window_logits = self.classifier(self.dropout(self.pooler(projected, masks)))
-            window_mask = masks.any(dim=-1)
 
         loss = self._loss(gender_inputs, logits, gender_logits, gmp_logits, labels, gender_labels, gmp_labels)
         output = GMPEmotionOutput(
@@ -400,24 +405,93 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
     def _needs_hidden_states(self) -> bool:
         return self.config.use_weighted_layer_sum or self.config.gender_input == "statistics"
 
-    def _gender_inputs(self, embeddings, hidden_states, frame_mask) -> torch.Tensor:
-        """What the gender head reads (see ``config.gender_input``)."""
+    def encode_frames(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> GMPFrameOutput:
+        """The frames the utterance heads read, without the heads: with :meth:`classify_frames` this is
+        ``forward`` split in two, so frames of a long recording can be encoded chunk by chunk, stitched,
+        and classified as one clip."""
+        sample_lengths = self._check_inputs(input_values, attention_mask)
+        frame_mask = self._frame_mask(input_values, sample_lengths)
+        outputs = self._encode(
+            input_values, attention_mask, sample_lengths, output_hidden_states=self._needs_hidden_states
+        )
+        return GMPFrameOutput(
+            projected=self.projector(self._top_hidden(outputs)),
+            gender_frames=self._gender_frames(outputs.hidden_states),
+            frame_mask=frame_mask,
+        )
+
+    def classify_frames(
+        self,
+        projected: torch.Tensor,
+        frame_mask: torch.Tensor,
+        gender_frames: torch.Tensor | None = None,
+        window_frames: int | None = None,
+    ) -> GMPEmotionOutput:
+        """Emotion, gender (and window) logits from the frames :meth:`encode_frames` gives."""
+        logits, _, gender_logits, window_logits, window_mask = self._utterance_heads(
+            projected, gender_frames, frame_mask, window_frames
+        )
+        return GMPEmotionOutput(
+            logits=logits,
+            gender_logits=gender_logits,
+            window_logits=window_logits,
+            window_mask=window_mask,
+            frame_mask=frame_mask,
+        )
+
+    def unpadded_outputs(
+        self, input_values: torch.Tensor, window_frames: int
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Emotion, gender, window (``window_frames`` frames each) and per-frame emotion logits of a batch
+        of equal-length clips: ``forward`` without padding, labels or checks, so that it traces (what
+        ``gmp-tl export-onnx`` exports). A frame's logits are its one-frame window's."""
+        outputs = self.hubert(input_values, output_hidden_states=self._needs_hidden_states, return_dict=True)
+        projected = self.projector(self._top_hidden(outputs))
+        frame_mask = torch.ones(projected.shape[:2], dtype=torch.bool, device=projected.device)
+        logits, _, gender_logits, window_logits, _ = self._utterance_heads(
+            projected, self._gender_frames(outputs.hidden_states), frame_mask, window_frames
+        )
+        return logits, gender_logits, window_logits, self.classifier(projected)
+
+    def _utterance_heads(self, projected, gender_frames, frame_mask, window_frames):
+        """Pooling and the emotion and gender heads; each window (if asked) goes the emotion path alone."""
+        embeddings = self.dropout(self.pooler(projected, frame_mask))
+        logits = self.classifier(embeddings)
         if self.config.gender_input == "embedding":
-            return embeddings
-        return mean_std_pooling(hidden_states[self.config.gender_layer], frame_mask)
+            gender_inputs = embeddings
+        else:
+            gender_inputs = mean_std_pooling(gender_frames, frame_mask)
+        gender_logits = self.gender_classifier(gender_inputs)
+        window_logits = window_mask = None
+        if window_frames is not None:
+            window_batch, window_frame_mask, window_mask = split_windows(projected, frame_mask, window_frames)
+            window_logits = self.classifier(self.dropout(self.pooler(window_batch, window_frame_mask)))
+            window_logits = window_logits.view(*window_mask.shape, -1).masked_fill(~window_mask[..., None], 0.0)
+        return logits, gender_inputs, gender_logits, window_logits, window_mask
+
+    def _gender_frames(self, hidden_states: tuple[torch.Tensor, ...] | None) -> torch.Tensor | None:
+        """The frames whose statistics the gender head reads (``config.gender_input="statistics"``)."""
+        if self.config.gender_input != "statistics":
+            return None
+        return hidden_states[self.config.gender_layer]
 
     def gender_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The gender head's input for a batch (the recipes refit the head on them after training)."""
-        output = self(input_values, attention_mask=attention_mask, output_hidden_states=True)
-        embeddings = self.pooler(self.projector(self._top_hidden(output.hidden_states)), output.frame_mask)
-        return self._gender_inputs(embeddings, output.hidden_states, output.frame_mask)
+        frames = self.encode_frames(input_values, attention_mask)
+        heads = self._utterance_heads(frames.projected, frames.gender_frames, frames.frame_mask, None)
+        return heads[1]
 
-    def _top_hidden(self, hidden_states: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _top_hidden(self, outputs: BaseModelOutput) -> torch.Tensor:
         """The frames the heads read: the last layer, or the learned weighted sum of all layers."""
         if not self.config.use_weighted_layer_sum:
-            return hidden_states[-1]
+            return outputs.last_hidden_state
         weights = self.layer_weights.softmax(dim=-1).view(1, -1, 1, 1)
-        return (torch.stack(hidden_states, dim=1) * weights).sum(dim=1)
+        return (torch.stack(outputs.hidden_states, dim=1) * weights).sum(dim=1)
+
+    def _frame_mask(self, input_values: torch.Tensor, sample_lengths: torch.Tensor) -> torch.Tensor:
+        """`(batch, frames)`: which encoder frames of the padded batch hold audio."""
+        frames = int(self.num_frames(input_values.shape[1]))
+        return torch.arange(frames, device=input_values.device)[None, :] < self.num_frames(sample_lengths)[:, None]
 
     def _encode(self, input_values, attention_mask, sample_lengths, **kwargs):
         """Run the HuBERT encoder, passing the batch's valid lengths to the GroupNorm conv layer."""
@@ -442,10 +516,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         if not 1 <= layer <= len(layers):
             raise ValueError(f"layer must be in [1, {len(layers)}] for this {len(layers)}-layer encoder, got {layer}")
         sample_lengths = self._check_inputs(input_values, attention_mask)
-        frames = int(self.num_frames(input_values.shape[1]))
-        frame_mask = (
-            torch.arange(frames, device=input_values.device)[None, :] < self.num_frames(sample_lengths)[:, None]
-        )
+        frame_mask = self._frame_mask(input_values, sample_lengths)
         self.hubert.encoder.layers = layers[:layer]
         try:
             outputs = self._encode(input_values, attention_mask, sample_lengths, output_hidden_states=True)

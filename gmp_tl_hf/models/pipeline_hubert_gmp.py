@@ -13,8 +13,16 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import AudioClassificationPipeline
+from transformers.utils import logging
 
-from .audio_io import AudioError, load_waveform, longest_first
+from .answers import ranked_labels, timeline_entries
+from .audio_io import bad_inputs_error, decode_inputs, longest_first
+
+# Recordings longer than one chunk are encoded chunk by chunk (bounded memory); each chunk sees this
+# much extra audio on either side, which is encoded and then dropped (ours; HuBERT was pre-trained on
+# crops of a few seconds, so 30 s chunks with 5 s of context lose little).
+DEFAULT_CHUNK_LENGTH_S = 30.0
+DEFAULT_STRIDE_LENGTH_S = 5.0
 
 
 class SpeechEmotionPipeline(AudioClassificationPipeline):
@@ -28,6 +36,11 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
     ``return_timeline=True`` is passed, in which case a dict with ``"emotion"`` (that list) plus
     ``"gender"`` (same format) and/or ``"timeline"`` (``[{"start", "end", "label", "score", "scores"},
     ...]``, one entry per ``timeline_window`` seconds) is returned.
+
+    Recordings longer than ``chunk_length_s`` (default 30 s) are encoded in chunks of that length, each
+    with ``stride_length_s`` (default 5 s) of extra audio on either side that is encoded and dropped; the
+    kept frames are stitched and classified as one clip (utterance answer, gender, timeline), so memory
+    grows with the recording only through its frame features. ``chunk_length_s=0`` turns chunking off.
 
     Each timeline window is answered exactly as a whole clip is (the model's pooling and emotion head
     on that window's frames), so a window spanning the clip repeats the clip's answer. The gender is
@@ -52,45 +65,34 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         rate = kwargs.pop("sampling_rate", self._preprocess_params.get("sampling_rate"))
         channel = kwargs.pop("channel", self._preprocess_params.get("channel"))
         target = self.feature_extractor.sampling_rate
-        waves: dict[int, np.ndarray] = {}
-        errors: dict[int, Exception] = {}
-        for index, item in enumerate(items):
-            try:
-                waves[index] = self._decode(item, rate, channel)
-            except ValueError as error:  # AudioError included: bad file, bad array, bad dict
-                errors[index] = error
+        min_samples = getattr(self.model.config, "min_input_samples", 400)
+        waves, errors = decode_inputs(items, rate, target, channel, min_samples)
         if errors and on_error == "raise":
-            if single:
-                raise errors[0]
-            listed = "; ".join(f"item {index}: {error}" for index, error in errors.items())
-            raise AudioError(f"{len(errors)} of {len(items)} inputs", f"{listed} (on_error='skip' answers the rest)")
+            raise errors[0] if single else bad_inputs_error(errors, len(items))
         indices = list(waves)
         order = [indices[i] for i in longest_first([len(waves[index]) for index in indices])]
         answers: list = [None] * len(items)
         for index, error in errors.items():
             answers[index] = {"error": str(error)}
-        if order:
-            batch = [{"array": waves[index], "sampling_rate": target} for index in order]
-            for index, result in zip(order, super().__call__(batch, **kwargs)):
-                answers[index] = result
+        chunk_samples, _ = self._chunking(kwargs)
+        long = [index for index in order if chunk_samples and len(waves[index]) > chunk_samples]
+        short = [index for index in order if index not in set(long)]
+        for group, group_kwargs in ((short, kwargs), (long, {**kwargs, "batch_size": 1})):  # chunks: one by one
+            if group:
+                batch = [{"array": waves[index], "sampling_rate": target} for index in group]
+                for index, result in zip(group, super().__call__(batch, **group_kwargs)):
+                    answers[index] = result
         return answers[0] if single else answers
 
-    def _decode(self, inputs: Any, sampling_rate: int | None, channel: int | None) -> np.ndarray:
-        """Any accepted input to a checked mono waveform at the feature extractor's rate."""
-        target_rate = self.feature_extractor.sampling_rate
-        if isinstance(inputs, dict):
-            if "sampling_rate" not in inputs or not ("array" in inputs or "raw" in inputs):
-                raise ValueError('a dict input needs "sampling_rate" and an "array" (or "raw") entry')
-            sampling_rate = inputs["sampling_rate"]
-            inputs = inputs["array"] if "array" in inputs else inputs["raw"]
-        if isinstance(inputs, torch.Tensor):
-            inputs = inputs.detach().cpu().numpy()
-        if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], (int, float)):
-            inputs = np.asarray(inputs, dtype=np.float32)
-        if isinstance(inputs, np.ndarray) and sampling_rate is None:
-            sampling_rate = target_rate
-        min_samples = getattr(self.model.config, "min_input_samples", 400)
-        return load_waveform(inputs, sampling_rate, target_rate, channel=channel, min_samples=min_samples)
+    def _chunking(self, kwargs: dict) -> tuple[int, int]:
+        """This call's chunk and context lengths in samples, whole encoder frames (0: no chunking)."""
+        length_s = kwargs.get("chunk_length_s", self._forward_params.get("chunk_length_s", DEFAULT_CHUNK_LENGTH_S))
+        stride_s = kwargs.get("stride_length_s", self._forward_params.get("stride_length_s", DEFAULT_STRIDE_LENGTH_S))
+        return self._frames_to_samples(length_s), self._frames_to_samples(stride_s)
+
+    def _frames_to_samples(self, seconds: float) -> int:
+        hop = int(np.prod(self.model.config.conv_stride))
+        return hop * round(seconds * self.feature_extractor.sampling_rate / hop)
 
     def check_model_type(self, supported_models):  # our model class is not in the static task mapping
         if not hasattr(self.model, "gender_classifier"):
@@ -105,6 +107,8 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         return_gender: bool | None = None,
         return_timeline: bool | None = None,
         timeline_window: float | None = None,
+        chunk_length_s: float | None = None,
+        stride_length_s: float | None = None,
         **kwargs,
     ):
         _, _, postprocess_params = super()._sanitize_parameters(top_k=top_k, function_to_apply=function_to_apply)
@@ -118,6 +122,11 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             raise ValueError(f"timeline_window must be > 0 seconds, got {timeline_window}")
         if return_timeline:
             forward_params["window_frames"] = self._window_frames(timeline_window or 0.5)
+        for name, value in (("chunk_length_s", chunk_length_s), ("stride_length_s", stride_length_s)):
+            if value is not None:
+                if value < 0:
+                    raise ValueError(f"{name} must be >= 0 seconds, got {value}")
+                forward_params[name] = value
         if return_timeline is not None:
             postprocess_params["return_timeline"] = return_timeline
         if return_gender:
@@ -148,8 +157,20 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             inputs["array"], sampling_rate=target_rate, return_attention_mask=True, return_tensors="pt"
         )
 
-    def _forward(self, model_inputs, window_frames: int | None = None):
-        outputs = self.model(**model_inputs, window_frames=window_frames)
+    def _forward(
+        self,
+        model_inputs,
+        window_frames: int | None = None,
+        chunk_length_s: float = DEFAULT_CHUNK_LENGTH_S,
+        stride_length_s: float = DEFAULT_STRIDE_LENGTH_S,
+    ):
+        input_values = model_inputs["input_values"]
+        chunk_samples = self._frames_to_samples(chunk_length_s)
+        if chunk_samples and input_values.shape[0] == 1 and input_values.shape[1] > chunk_samples:
+            context_samples = self._frames_to_samples(stride_length_s)
+            outputs = self._chunked(input_values, chunk_samples, context_samples, window_frames)
+        else:
+            outputs = self.model(**model_inputs, window_frames=window_frames)
         result = {"logits": outputs.logits, "gender_logits": outputs.gender_logits}
         if window_frames is not None:
             result["window_logits"] = outputs.window_logits
@@ -157,6 +178,37 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             result["frame_lengths"] = outputs.frame_mask.sum(dim=-1)
             result["window_frames"] = torch.full_like(result["frame_lengths"], window_frames)
         return result
+
+    def _chunked(self, input_values: torch.Tensor, chunk_samples: int, context_samples: int, window_frames):
+        """One long recording: encode chunks (with context on either side), keep each chunk's own frames,
+        stitch them, and classify the whole as one clip. Chunks start on frame boundaries, so the kept
+        frames are the recording's frames, in order, once each."""
+        model, config = self.model, self.model.config
+        hop = int(np.prod(config.conv_stride))
+        receptive_field = (
+            1
+            + sum(  # samples one encoder frame reads
+                (kernel - 1) * int(np.prod(config.conv_stride[:layer]))
+                for layer, kernel in enumerate(config.conv_kernel)
+            )
+        )
+        total_samples = input_values.shape[1]
+        total_frames = int(model.num_frames(total_samples))
+        chunk_frames = chunk_samples // hop
+        projected, gender_frames = [], []
+        starts = range(0, total_frames, chunk_frames)
+        for first in logging.tqdm(starts, desc="chunks", unit="chunk", leave=False, disable=len(starts) < 4):
+            last = min(first + chunk_frames, total_frames)  # frames [first, last) are this chunk's own
+            begin = max(0, first * hop - context_samples)
+            end = min(total_samples, (last - 1) * hop + receptive_field + context_samples)
+            frames = model.encode_frames(input_values[:, begin:end])
+            keep = slice(first - begin // hop, last - begin // hop)
+            projected.append(frames.projected[:, keep])
+            if frames.gender_frames is not None:
+                gender_frames.append(frames.gender_frames[:, keep])
+        frame_mask = torch.ones(1, total_frames, dtype=torch.bool, device=input_values.device)
+        gender = torch.cat(gender_frames, dim=1) if gender_frames else None
+        return model.classify_frames(torch.cat(projected, dim=1), frame_mask, gender, window_frames)
 
     def postprocess(
         self,
@@ -166,50 +218,24 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         return_gender: bool = False,
         return_timeline: bool = False,
     ):
-        emotion = self._ranked(model_outputs["logits"][0], self.model.config.id2label, top_k, function_to_apply)
+        logits = model_outputs["logits"][0].float()
+        emotion = ranked_labels(logits, self.model.config.id2label, top_k, function_to_apply)
         if not (return_gender or return_timeline):
             return emotion
         result: dict[str, Any] = {"emotion": emotion}
         if return_gender:
             labels = dict(enumerate(self.model.config.gender_labels))
-            result["gender"] = self._ranked(model_outputs["gender_logits"][0], labels, len(labels), None)
+            result["gender"] = ranked_labels(model_outputs["gender_logits"][0].float(), labels, len(labels))
         if return_timeline:
-            result["timeline"] = self._timeline(model_outputs, function_to_apply)
-        return result
-
-    @staticmethod
-    def _ranked(logits: torch.Tensor, id2label: dict, top_k: int, function_to_apply: str | None) -> list[dict]:
-        """The standard pipeline output: the ``top_k`` labels with their scores, best first."""
-        logits = logits.float()
-        if function_to_apply in (None, "softmax"):
-            scores = logits.softmax(-1)
-        elif function_to_apply == "sigmoid":
-            scores = logits.sigmoid()
-        else:
-            scores = logits
-        values, ids = scores.topk(min(top_k, scores.numel()))
-        return [{"score": float(value), "label": id2label[int(i)]} for value, i in zip(values, ids)]
-
-    def _timeline(self, model_outputs, function_to_apply: str | None) -> list[dict[str, Any]]:
-        """One entry per window: its span in seconds, best label and score, and every label's score."""
-        id2label = self.model.config.id2label
-        frame_seconds = self._frame_seconds()
-        step = int(model_outputs["window_frames"][0])
-        length = int(model_outputs["frame_lengths"][0])
-        windows = model_outputs["window_logits"][0][model_outputs["window_mask"][0]]
-        timeline = []
-        for index, logits in enumerate(windows):
-            ranked = self._ranked(logits, id2label, len(id2label), function_to_apply)
-            timeline.append(
-                {
-                    "start": round(index * step * frame_seconds, 3),
-                    "end": round(min((index + 1) * step, length) * frame_seconds, 3),
-                    "label": ranked[0]["label"],
-                    "score": ranked[0]["score"],
-                    "scores": {entry["label"]: entry["score"] for entry in ranked},
-                }
+            result["timeline"] = timeline_entries(
+                model_outputs["window_logits"][0][model_outputs["window_mask"][0]].float(),
+                int(model_outputs["window_frames"][0]),
+                int(model_outputs["frame_lengths"][0]),
+                self._frame_seconds(),
+                self.model.config.id2label,
+                function_to_apply,
             )
-        return timeline
+        return result
 
 
 __all__ = ["SpeechEmotionPipeline"]
