@@ -7,6 +7,7 @@
     gmp-tl stage1 ...               stage 1: emotion + frame-level GMP losses
     gmp-tl stage2 ...               stage 2: AM-Softmax emotion head from the stage-1 model
     gmp-tl plain ...                plain fine-tuning baseline (emotion loss only)
+    gmp-tl export-onnx MODEL --output DIR   an ONNX model + a pipeline that runs it without torch
 
 Each step takes ``--config file.yaml`` plus flags; ``gmp-tl <step> --help`` lists them. A refusal or a
 user mistake ends with one line and exit code 2; ``--debug`` shows the traceback.
@@ -25,7 +26,7 @@ import datasets
 import transformers
 import yaml
 
-from . import cross_validation, demo
+from . import cross_validation, demo, onnx_export
 from .arguments import ConfigError
 from .models.audio_io import AudioError
 from .recipes import extract_gmp, finetune
@@ -37,6 +38,7 @@ def _commands():
         "demo": demo.main,
         "cv": cross_validation.main,
         "extract": extract_gmp.main,
+        "export-onnx": onnx_export.main,
         **{stage: partial(finetune.main, stage) for stage in ("mtl", "stage1", "stage2", "plain")},
     }
 

@@ -16,12 +16,12 @@ LAYERS = [
     {"data"},
     {"gmp"},
     {"arguments", "presets", "processes", "records", "fold_data", "model_setup", "trainer", "hub"},
-    {"recipes"},
+    {"recipes", "onnx_export"},
     {"cross_validation"},
     {"demo"},
     {"cli"},
 ]
-BUNDLE_IMPORTS = {"torch", "transformers", "numpy", "soundfile", "soxr"}
+BUNDLE_IMPORTS = {"torch", "transformers", "numpy", "soundfile", "soxr", "onnxruntime"}
 
 
 def modules() -> dict[str, Path]:

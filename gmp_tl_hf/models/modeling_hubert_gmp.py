@@ -227,7 +227,7 @@ def split_windows(frames: torch.Tensor, frame_mask: torch.Tensor, window_frames:
     if window_frames < 1:
         raise ValueError(f"window_frames must be >= 1, got {window_frames}")
     batch, length, dim = frames.shape
-    windows = max(1, -(-length // window_frames))
+    windows = (length + window_frames - 1) // window_frames  # (no max(): keeps the length symbolic in export)
     pad = windows * window_frames - length
     window_batch = F.pad(frames, (0, 0, 0, pad)).reshape(batch * windows, window_frames, dim)
     window_mask = F.pad(frame_mask, (0, pad)).reshape(batch * windows, window_frames)
