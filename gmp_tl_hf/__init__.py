@@ -8,6 +8,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification
 
 from .models.configuration_hubert_gmp import HubertGMPConfig
 from .models.modeling_hubert_gmp import GMPEmotionOutput, HubertForGMPEmotion, default_feature_extractor
+from .models.onnx_pipeline import OnnxSpeechEmotionPipeline
 
 __version__ = "0.1.0"
 
@@ -15,4 +16,10 @@ AutoConfig.register(HubertGMPConfig.model_type, HubertGMPConfig)
 AutoModel.register(HubertGMPConfig, HubertForGMPEmotion)
 AutoModelForAudioClassification.register(HubertGMPConfig, HubertForGMPEmotion)
 
-__all__ = ["GMPEmotionOutput", "HubertForGMPEmotion", "HubertGMPConfig", "default_feature_extractor"]
+__all__ = [
+    "GMPEmotionOutput",
+    "HubertForGMPEmotion",
+    "HubertGMPConfig",
+    "OnnxSpeechEmotionPipeline",
+    "default_feature_extractor",
+]

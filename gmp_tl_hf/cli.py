@@ -7,7 +7,9 @@
     gmp-tl stage1 ...               stage 1: emotion + frame-level GMP losses
     gmp-tl stage2 ...               stage 2: AM-Softmax emotion head from the stage-1 model
     gmp-tl plain ...                plain fine-tuning baseline (emotion loss only)
+    gmp-tl predict MODEL PATH...    label files, folders or manifests: one row per file (CSV/JSONL), plots
     gmp-tl export-onnx MODEL --output DIR   an ONNX model + a pipeline that runs it without torch
+    gmp-tl app MODEL [--port 7860]  a web demo (upload or record a clip; ranking, gender, timeline plot)
 
 Each step takes ``--config file.yaml`` plus flags; ``gmp-tl <step> --help`` lists them. A refusal or a
 user mistake ends with one line and exit code 2; ``--debug`` shows the traceback.
@@ -26,7 +28,7 @@ import datasets
 import transformers
 import yaml
 
-from . import cross_validation, demo, onnx_export
+from . import app, cross_validation, demo, onnx_export, predict
 from .arguments import ConfigError
 from .models.audio_io import AudioError
 from .recipes import extract_gmp, finetune
@@ -39,6 +41,8 @@ def _commands():
         "cv": cross_validation.main,
         "extract": extract_gmp.main,
         "export-onnx": onnx_export.main,
+        "predict": predict.main,
+        "app": app.main,
         **{stage: partial(finetune.main, stage) for stage in ("mtl", "stage1", "stage2", "plain")},
     }
 

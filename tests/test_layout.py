@@ -15,9 +15,9 @@ LAYERS = [
     {"models"},
     {"data"},
     {"gmp"},
-    {"arguments", "presets", "processes", "records", "fold_data", "model_setup", "trainer", "hub"},
-    {"recipes", "onnx_export"},
-    {"cross_validation"},
+    {"arguments", "presets", "processes", "records", "fold_data", "model_setup", "trainer", "hub", "plotting"},
+    {"recipes", "onnx_export", "predict"},
+    {"cross_validation", "app"},
     {"demo"},
     {"cli"},
 ]
