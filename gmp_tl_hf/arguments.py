@@ -21,10 +21,11 @@ from transformers import HfArgumentParser, TrainingArguments
 
 from .data.corpora._common import ON_ERROR
 from .gmp.quantizer import GENDER_MODES
-from .models.configuration_hubert_gmp import EMOTION_HEADS, GENDER_INPUTS, GMP_LOSS_FRAMES, POOLING_MODES
+from .models.configuration_hubert_gmp import EMOTION_HEADS, GENDER_INPUTS, GMP_CONFIGS, GMP_LOSS_FRAMES, POOLING_MODES
 
 VALIDATION_MODES = ("speakers", "random", "none")
 HEAD_INITS = ("from_stage1", "fresh")
+ENCODER_FAMILIES = tuple(GMP_CONFIGS)  # hubert, wavlm, wav2vec2
 SCALARS = {int, float, bool, str, type(None)}
 
 
@@ -87,11 +88,18 @@ class DataArguments:
 class ModelArguments:
     model_name_or_path: str = field(
         default="facebook/hubert-base-ls960",
-        metadata={"help": "Pre-trained HuBERT (Hub id or folder); stage 2: the stage-1 model."},
+        metadata={
+            "help": "Pre-trained encoder (Hub id or folder; HuBERT, WavLM or wav2vec 2.0, told by its config); "
+            "stage 2: the stage-1 model."
+        },
     )
     encoder_preset: str | None = field(
         default=None,
         metadata={"help": "tiny, small or base: start from a random encoder of that size instead (offline studies)."},
+    )
+    encoder_family: str = field(
+        default="hubert",
+        metadata={"help": "hubert, wavlm or wav2vec2: the random encoder's family (with encoder_preset only)."},
     )
     freeze_feature_encoder: bool = field(default=True, metadata={"help": "Freeze the conv feature encoder."})
     pooling: str = field(default="mean", metadata={"help": "mean (ours) or attentive."})
@@ -131,6 +139,7 @@ class ModelArguments:
         require(self, "gender_input", self.gender_input in GENDER_INPUTS, f"one of {GENDER_INPUTS}")
         require(self, "gmp_loss_frames", self.gmp_loss_frames in GMP_LOSS_FRAMES, f"one of {GMP_LOSS_FRAMES}")
         require(self, "head_init", self.head_init in HEAD_INITS, f"one of {HEAD_INITS}")
+        require(self, "encoder_family", self.encoder_family in ENCODER_FAMILIES, f"one of {ENCODER_FAMILIES}")
         require(self, "am_margin", 0 <= self.am_margin < 1, "in [0, 1)")
         require(self, "am_scale", self.am_scale > 0, "> 0")
         for name in ("gender_loss_weight", "gmp_loss_weight"):

@@ -193,7 +193,7 @@ def _run_cv(config: dict, output_dir: Path, chain: str, folds: list[int] | None,
     plans = {fold: plan_fold(config, fold, output_dir, chain, init) for fold in folds}
     check_records(plans, overwrite)
     if preset:
-        materialize_random_encoder(preset, init_dir, seed)
+        materialize_random_encoder(preset, init_dir, seed, config.get("model", {}).get("encoder_family", "hubert"))
     (output_dir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
     start = time.perf_counter()

@@ -11,15 +11,25 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.linear_model import LogisticRegression
-from transformers import HubertConfig, HubertModel, PretrainedConfig, Wav2Vec2FeatureExtractor, set_seed
+from transformers import (
+    HubertConfig,
+    HubertModel,
+    PretrainedConfig,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    WavLMConfig,
+    WavLMModel,
+    set_seed,
+)
 from transformers.utils import logging as hf_logging
 
 from .arguments import HEAD_INITS, ModelArguments
 from .data.collator import SERCollator
 from .data.corpora import GENDERS
 from .fold_data import sort_by_length
-from .models.configuration_hubert_gmp import HubertGMPConfig
-from .models.modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
+from .models.configuration_hubert_gmp import GMP_CONFIGS
+from .models.modeling_hubert_gmp import GMP_MODELS, GMPEmotionMixin, default_feature_extractor, encoder_family
 from .presets import encoder_preset
 from .processes import process_state
 
@@ -52,13 +62,28 @@ def load_feature_extractor(name_or_path: str) -> Wav2Vec2FeatureExtractor:
     return extractor
 
 
-def materialize_random_encoder(preset: str, directory: str | Path, seed: int) -> str:
-    """Save a randomly initialised HuBERT of ``preset`` size as a "pre-trained" checkpoint, so that
-    every stage and arm of a from-scratch study starts from the very same weights."""
+# the stock encoder of each family, for randomly initialised "pre-trained" encoders
+STOCK_ENCODERS = {
+    "hubert": (HubertConfig, HubertModel),
+    "wavlm": (WavLMConfig, WavLMModel),
+    "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+}
+
+
+def load_gmp_model(name_or_path: str | Path) -> GMPEmotionMixin:
+    """One of our checkpoints, as the model class of its encoder family."""
+    values, _ = PretrainedConfig.get_config_dict(str(name_or_path))
+    return GMP_MODELS[encoder_family(values.get("model_type", "hubert"))].from_pretrained(name_or_path)
+
+
+def materialize_random_encoder(preset: str, directory: str | Path, seed: int, family: str = "hubert") -> str:
+    """Save a randomly initialised encoder of ``family`` and ``preset`` size as a "pre-trained"
+    checkpoint, so that every stage and arm of a from-scratch study starts from the very same weights."""
     directory = Path(directory)
     if not (directory / "config.json").is_file():
         torch.manual_seed(seed)
-        HubertModel(HubertConfig(**encoder_preset(preset))).save_pretrained(directory)
+        config_class, model_class = STOCK_ENCODERS[family]
+        model_class(config_class(**encoder_preset(preset))).save_pretrained(directory)
         default_feature_extractor().save_pretrained(directory)
     return str(directory)
 
@@ -67,13 +92,15 @@ def model_source(stage: str, model_args: ModelArguments, output_dir: Path, seed:
     """Where the stage starts: the given checkpoint, or (``encoder_preset``) a saved random encoder."""
     if model_args.encoder_preset and stage != "stage2":
         with process_state().main_process_first():  # one process writes it, the others load it
-            return materialize_random_encoder(model_args.encoder_preset, output_dir / "random_init", seed)
+            return materialize_random_encoder(
+                model_args.encoder_preset, output_dir / "random_init", seed, model_args.encoder_family
+            )
     return model_args.model_name_or_path
 
 
 def build_model(
     stage: str, source: str, model_args: ModelArguments, label_names: list[str], gmp_classes: list[int], seed: int
-) -> HubertForGMPEmotion:
+) -> GMPEmotionMixin:
     defaults = STAGE_DEFAULTS[stage]
     overrides: dict[str, Any] = {
         "num_labels": len(label_names),
@@ -99,11 +126,12 @@ def build_model(
             overrides[key] = getattr(model_args, key)
     # the checkpoint's config becomes ours explicitly (a plain HuBERT's too), so nothing is guessed on load
     values, _ = PretrainedConfig.get_config_dict(source)
+    family = encoder_family(values.get("model_type", "hubert"))
     values = {key: value for key, value in values.items() if key not in CHECKPOINT_ONLY_KEYS}
-    config = HubertGMPConfig(**{**values, **overrides})
+    config = GMP_CONFIGS[family](**{**values, **overrides})
     set_seed(seed)  # the new heads start the same in every run
     with quiet_loading_report():
-        model, loading = HubertForGMPEmotion.from_pretrained(
+        model, loading = GMP_MODELS[family].from_pretrained(
             source, config=config, ignore_mismatched_sizes=True, output_loading_info=True
         )
     report_loading(stage, source, loading)
@@ -153,7 +181,7 @@ def report_loading(stage: str, source: str, loading: dict[str, list]) -> None:
             logger.warning("%s from %s: encoder weights %s: %s", stage, source, kind.replace("_", " "), names[:10])
 
 
-def initialise_stage2_head(model: HubertForGMPEmotion, head_init: str, seed: int) -> None:
+def initialise_stage2_head(model: GMPEmotionMixin, head_init: str, seed: int) -> None:
     """Stage 2's emotion head: ``from_stage1`` keeps the weight rows loaded from the stage-1 emotion head
     (the AM-Softmax class vectors start as the linear head's, its bias dropped); ``fresh`` draws new ones."""
     if head_init not in HEAD_INITS:
@@ -169,7 +197,7 @@ def initialise_stage2_head(model: HubertForGMPEmotion, head_init: str, seed: int
 
 
 @torch.no_grad()
-def refit_gender_head(model: HubertForGMPEmotion, rows, collator: SERCollator, batch_size: int = 8) -> dict | None:
+def refit_gender_head(model: GMPEmotionMixin, rows, collator: SERCollator, batch_size: int = 8) -> dict | None:
     """Refit the gender head by logistic regression on the final encoder's features of the training clips.
 
     The head is trained alongside the encoder (as a task or a probe), but a few epochs from scratch

@@ -3,8 +3,8 @@
 The graph takes ``input_values`` `(batch, samples)`, both dynamic, of equal-length unpadded clips
 (normalised as the feature extractor does) and returns emotion logits, gender logits, the timeline's
 window logits (window length fixed at export) and per-frame emotion logits, computed by the model's own
-pooling and heads (:meth:`HubertForGMPEmotion.unpadded_outputs`). The output folder is a small Python
-package: the ``.onnx``, ``config.json``, ``preprocessor_config.json``, ``onnx_export.json`` (what was
+pooling and heads (:meth:`GMPEmotionMixin.unpadded_outputs`; any encoder family). The output folder is a
+small Python package: the ``.onnx``, ``config.json``, ``preprocessor_config.json``, ``onnx_export.json`` (what was
 exported, with the largest torch-vs-onnxruntime difference measured at export) and the torch-free
 ``OnnxSpeechEmotionPipeline`` with its two helper files.
 """
@@ -25,8 +25,9 @@ import transformers
 from torch import nn
 
 from .arguments import ConfigError
+from .model_setup import load_gmp_model
 from .models import onnx_pipeline
-from .models.modeling_hubert_gmp import HubertForGMPEmotion, default_feature_extractor
+from .models.modeling_hubert_gmp import GMPEmotionMixin, default_feature_extractor
 from .models.onnx_pipeline import EXPORT_FILE, ONNX_FILE, OUTPUTS, OnnxSpeechEmotionPipeline
 
 logger = logging.getLogger(__name__)
@@ -37,7 +38,7 @@ MAX_DIFFERENCE = 1e-3  # refuse an export whose outputs differ from torch's by m
 class UnpaddedEmotionModel(nn.Module):
     """What is exported: the model's unpadded forward with the timeline window fixed."""
 
-    def __init__(self, model: HubertForGMPEmotion, window_frames: int):
+    def __init__(self, model: GMPEmotionMixin, window_frames: int):
         super().__init__()
         self.model = model
         self.window_frames = window_frames
@@ -60,7 +61,7 @@ def test_waveforms(sampling_rate: int) -> list[np.ndarray]:
 def export_onnx(model_dir: str | Path, output_dir: str | Path, timeline_window: float = 0.5, opset: int = 18) -> dict:
     """Export ``model_dir`` to ``output_dir`` and check onnxruntime against torch; returns the record."""
     output_dir = Path(output_dir)
-    model = HubertForGMPEmotion.from_pretrained(model_dir).eval()
+    model = load_gmp_model(model_dir).eval()
     frame_seconds = float(np.prod(model.config.conv_stride)) / 16000
     window_frames = max(1, round(timeline_window / frame_seconds))
     exported = UnpaddedEmotionModel(model, window_frames).eval()

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig
+from gmp_tl_hf import GMP_MODELS, HubertForGMPEmotion, HubertGMPConfig
+from gmp_tl_hf.models.configuration_hubert_gmp import GMP_CONFIGS
 from gmp_tl_hf.presets import encoder_preset
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +25,9 @@ EMODB_DIR = REPO_ROOT.parent / "shared" / "data" / "emodb"
 EMOTIONS4 = {0: "neutral", 1: "happy", 2: "angry", 3: "sad"}
 
 
-def tiny_config(**overrides) -> HubertGMPConfig:
-    """A 2-layer, 32-wide HuBERT with 4 emotions and two small GMP scales, dropout off."""
+def tiny_config(family: str = "hubert", **overrides) -> HubertGMPConfig:
+    """A 2-layer, 32-wide encoder (HuBERT unless ``family`` says wavlm or wav2vec2) with 4 emotions and two
+    small GMP scales, dropout off."""
     kwargs = encoder_preset("tiny")
     kwargs.update(
         id2label=EMOTIONS4,
@@ -39,12 +41,12 @@ def tiny_config(**overrides) -> HubertGMPConfig:
         mask_time_prob=0.0,
     )
     kwargs.update(overrides)
-    return HubertGMPConfig(**kwargs)
+    return GMP_CONFIGS[family](**kwargs)
 
 
-def tiny_model(seed: int = 0, **overrides) -> HubertForGMPEmotion:
+def tiny_model(seed: int = 0, family: str = "hubert", **overrides) -> HubertForGMPEmotion:
     torch.manual_seed(seed)
-    return HubertForGMPEmotion(tiny_config(**overrides)).eval()
+    return GMP_MODELS[family](tiny_config(family, **overrides)).eval()
 
 
 @pytest.fixture

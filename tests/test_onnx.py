@@ -22,7 +22,10 @@ for module in ("onnx", "onnxscript", "onnxruntime"):
     pytest.importorskip(module, reason=f"{module} is not installed (pip install 'gmp-tl-hf[onnx]')")
 
 
-@pytest.fixture(scope="module", params=[{"pooling": "mean"}, {"pooling": "attentive", "emotion_head": "am_softmax"}])
+@pytest.fixture(
+    scope="module",
+    params=[{"pooling": "mean"}, {"pooling": "attentive", "emotion_head": "am_softmax"}, {"family": "wavlm"}],
+)
 def exported(request, tmp_path_factory):
     """A tiny checkpoint with confident heads, and its export."""
     root = tmp_path_factory.mktemp("onnx")

@@ -157,13 +157,18 @@ def test_a_rerun_with_other_settings_refuses_then_overwrite_recomputes_what_chan
     assert "learning_rate: 0.002" in (tmp_path / "cv" / "config.yaml").read_text()
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attentive"])
-def test_recipe_models_answer_consistently(corpus_dir, tmp_path, pooling):
-    """Stage-1 (linear head) and stage-2 (AM-Softmax) models made by the recipes, with each pooling: a
-    whole-clip window repeats the utterance answer, and the gender head, refit on the final encoder, answers."""
+@pytest.mark.parametrize(
+    ("pooling", "family"), [("mean", "hubert"), ("attentive", "hubert"), ("mean", "wavlm"), ("attentive", "wav2vec2")]
+)
+def test_recipe_models_answer_consistently(corpus_dir, tmp_path, pooling, family):
+    """Stage-1 (linear head) and stage-2 (AM-Softmax) models made by the recipes, with each pooling and
+    encoder family: a whole-clip window repeats the utterance answer, and the gender head, refit on the
+    final encoder, answers."""
     config = tiny_config(corpus_dir)
-    config["model"]["pooling"] = pooling
+    config["model"].update(pooling=pooling, encoder_family=family)
     run_cv(config, tmp_path / "cv", "gmp-tl", folds=[0])
+    saved = json.loads((tmp_path / "cv" / "fold0" / "stage2" / "config.json").read_text())
+    assert saved["model_type"] == f"{family}_gmp"
     clip = str(sorted(Path(corpus_dir).rglob("*.wav"))[0])
     for stage in ("stage1", "stage2"):
         classify = pipeline(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from transformers import HubertConfig
+from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
 
 POOLING_MODES = ("mean", "attentive")
 EMOTION_HEADS = ("linear", "am_softmax")
@@ -27,13 +27,14 @@ def conv_output_length(num_samples, kernels: Sequence[int], strides: Sequence[in
     return length
 
 
-class HubertGMPConfig(HubertConfig):
-    r"""HuBERT with utterance emotion/gender heads and frame-level GMP heads (GMP-TL, arXiv 2405.02151).
+class GMPConfigMixin:
+    r"""The fields of the emotion/gender heads and frame-level GMP heads (GMP-TL, arXiv 2405.02151),
+    added to an encoder family's configuration (HuBERT, WavLM, wav2vec 2.0).
 
-    Every HuBERT field (sizes, conv stack, SpecAugment, ``use_weighted_layer_sum``,
-    ``classifier_proj_size``) keeps its [`HubertConfig`] meaning. The emotion classes are described
-    by the standard ``id2label`` / ``label2id`` (the ``audio-classification`` pipeline reads them), so
-    they describe the emotion head only.
+    Every encoder field (sizes, conv stack, SpecAugment, ``use_weighted_layer_sum``,
+    ``classifier_proj_size``) keeps its meaning in the family's configuration. The emotion classes are
+    described by the standard ``id2label`` / ``label2id`` (the ``audio-classification`` pipeline reads
+    them), so they describe the emotion head only.
 
     Args:
         gender_labels (`Sequence[str]`, *optional*, defaults to `("female", "male")`):
@@ -79,7 +80,6 @@ class HubertGMPConfig(HubertConfig):
             Passed on to [`HubertConfig`].
     """
 
-    model_type = "hubert_gmp"
     # Per-frame outputs stay out of the Trainer's gathered eval predictions (emotion + gender logits only).
     keys_to_ignore_at_inference: ClassVar[list[str]] = [
         "gmp_logits",
@@ -164,4 +164,36 @@ class HubertGMPConfig(HubertConfig):
         return conv_output_length(num_samples, self.conv_kernel, self.conv_stride)
 
 
-__all__ = ["HubertGMPConfig", "conv_output_length"]
+class HubertGMPConfig(GMPConfigMixin, HubertConfig):
+    """HuBERT with the GMP-TL heads (see :class:`GMPConfigMixin` for the fields)."""
+
+    model_type = "hubert_gmp"
+    __init__ = GMPConfigMixin.__init__  # in the class body, so that the config machinery keeps it
+
+
+class WavLMGMPConfig(GMPConfigMixin, WavLMConfig):
+    """WavLM with the GMP-TL heads (see :class:`GMPConfigMixin` for the fields)."""
+
+    model_type = "wavlm_gmp"
+    __init__ = GMPConfigMixin.__init__  # in the class body, so that the config machinery keeps it
+
+
+class Wav2Vec2GMPConfig(GMPConfigMixin, Wav2Vec2Config):
+    """wav2vec 2.0 with the GMP-TL heads (see :class:`GMPConfigMixin` for the fields)."""
+
+    model_type = "wav2vec2_gmp"
+    __init__ = GMPConfigMixin.__init__  # in the class body, so that the config machinery keeps it
+
+
+# the encoder family of a configuration's model_type (a plain encoder's or one of ours)
+GMP_CONFIGS = {"hubert": HubertGMPConfig, "wavlm": WavLMGMPConfig, "wav2vec2": Wav2Vec2GMPConfig}
+
+
+__all__ = [
+    "GMP_CONFIGS",
+    "GMPConfigMixin",
+    "HubertGMPConfig",
+    "Wav2Vec2GMPConfig",
+    "WavLMGMPConfig",
+    "conv_output_length",
+]

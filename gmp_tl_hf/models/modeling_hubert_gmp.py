@@ -15,15 +15,23 @@ from typing import ClassVar
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import HubertModel, HubertPreTrainedModel, Wav2Vec2FeatureExtractor
+from transformers import (
+    HubertModel,
+    HubertPreTrainedModel,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    Wav2Vec2PreTrainedModel,
+    WavLMModel,
+    WavLMPreTrainedModel,
+)
 from transformers import initialization as init
 from transformers.dynamic_module_utils import get_relative_import_files
 from transformers.modeling_outputs import BaseModelOutput
-from transformers.models.hubert.modeling_hubert import HubertFeatureEncoder, _compute_mask_indices
+from transformers.models.hubert.modeling_hubert import _compute_mask_indices
 from transformers.utils import ModelOutput, logging
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_hubert_gmp import HubertGMPConfig, conv_output_length
+from .configuration_hubert_gmp import HubertGMPConfig, Wav2Vec2GMPConfig, WavLMGMPConfig, conv_output_length
 
 logger = logging.get_logger(__name__)
 
@@ -121,13 +129,22 @@ class LengthAwareGroupNormConvLayer(nn.Module):
         return self.activation(hidden_states)
 
 
-class LengthAwareFeatureEncoder(HubertFeatureEncoder):
-    """HuBERT's conv feature encoder, told each clip's valid length (used by the GroupNorm layer)."""
+class LengthAwareFeatureEncoder(nn.Module):
+    """An encoder family's conv feature encoder (adopted, so parameter names are unchanged), told each
+    clip's valid length, which the GroupNorm layer uses."""
 
-    def __init__(self, config: HubertGMPConfig):
-        super().__init__(config)
-        if config.feat_extract_norm == "group":
+    def __init__(self, encoder: nn.Module, feat_extract_norm: str):
+        super().__init__()
+        self.conv_layers = encoder.conv_layers
+        if feat_extract_norm == "group":
             self.conv_layers[0] = LengthAwareGroupNormConvLayer(self.conv_layers[0])
+        self.gradient_checkpointing = False
+        self._requires_grad = True
+
+    def _freeze_parameters(self):
+        for param in self.parameters():
+            param.requires_grad = False
+        self._requires_grad = False
 
     def forward(self, input_values: torch.Tensor, valid_samples: torch.Tensor | None = None) -> torch.Tensor:
         hidden_states = input_values[:, None]
@@ -141,17 +158,23 @@ class LengthAwareFeatureEncoder(HubertFeatureEncoder):
         return hidden_states
 
 
-class LengthAwareHubertModel(HubertModel):
-    """``HubertModel`` whose forward takes the clips' valid lengths and hands them to the feature encoder.
+class LengthAwareEncoderMixin:
+    """An encoder model (``HubertModel``, ``WavLMModel``, ``Wav2Vec2Model``) whose forward takes the clips'
+    valid lengths and hands them to the feature encoder.
 
-    The same modules and parameter names as ``HubertModel`` (checkpoints load unchanged); the forward
+    The same modules and parameter names as the stock model (checkpoints load unchanged); the forward
     repeats the stock one (feature encoder, projection, masking, transformer) with the lengths passed
     explicitly, under the same output capturing that fills ``hidden_states`` and ``attentions``.
     """
 
-    def __init__(self, config: HubertGMPConfig):
+    MASK_WITH_ATTENTION = True  # whether SpecAugment sees the attention mask (as the stock forward does)
+
+    def __init__(self, config):
         super().__init__(config)
-        self.feature_extractor = LengthAwareFeatureEncoder(config)
+        if getattr(config, "add_adapter", False):
+            raise ValueError("encoders with an adapter (add_adapter=True) are not supported: frames would not be 20 ms")
+        stock_encoder = type(self.feature_extractor)(config)
+        self.feature_extractor = LengthAwareFeatureEncoder(stock_encoder, config.feat_extract_norm)
 
     @capture_outputs(tie_last_hidden_states=False)
     def forward(
@@ -168,7 +191,10 @@ class LengthAwareHubertModel(HubertModel):
         if attention_mask is not None:
             attention_mask = self._get_feature_vector_attention_mask(extract_features.shape[1], attention_mask)
         hidden_states = self.feature_projection(extract_features)
-        hidden_states = self._mask_hidden_states(hidden_states, mask_time_indices=mask_time_indices)
+        if isinstance(hidden_states, tuple):  # wav2vec 2.0 and WavLM also return the normalised features
+            hidden_states = hidden_states[0]
+        masking = {"attention_mask": attention_mask} if self.MASK_WITH_ATTENTION else {}
+        hidden_states = self._mask_hidden_states(hidden_states, mask_time_indices=mask_time_indices, **masking)
         encoder_outputs = self.encoder(
             hidden_states,
             attention_mask=attention_mask,
@@ -177,6 +203,18 @@ class LengthAwareHubertModel(HubertModel):
             **kwargs,
         )
         return BaseModelOutput(last_hidden_state=encoder_outputs[0])
+
+
+class LengthAwareHubertModel(LengthAwareEncoderMixin, HubertModel):
+    MASK_WITH_ATTENTION = False  # the stock HuBERT forward masks without it
+
+
+class LengthAwareWavLMModel(LengthAwareEncoderMixin, WavLMModel):
+    pass
+
+
+class LengthAwareWav2Vec2Model(LengthAwareEncoderMixin, Wav2Vec2Model):
+    pass
 
 
 def weighted_sum(weights: torch.Tensor, frames: torch.Tensor) -> torch.Tensor:
@@ -256,22 +294,19 @@ class AMSoftmaxHead(nn.Module):
         return logits - self.scale * self.margin * target
 
 
-class HubertForGMPEmotion(HubertPreTrainedModel):
-    """HuBERT encoder + utterance emotion head + utterance gender head + one frame head per GMP scale.
+class GMPEmotionMixin:
+    """Encoder + utterance emotion head + utterance gender head + one frame head per GMP scale, for any
+    encoder family (HuBERT, WavLM, wav2vec 2.0; the family classes below add only their encoder).
 
     Frames are projected to ``classifier_proj_size`` and pooled over valid frames into an utterance
     embedding that feeds the emotion (linear or AM-Softmax) and gender heads; the GMP heads classify
     every encoder frame (20 ms) into the pseudo-label classes of their scale.
     """
 
-    config_class = HubertGMPConfig
-    config: HubertGMPConfig
+    ENCODER: ClassVar[type]  # the family's length-aware encoder model
     # The loss is a mean per batch over terms with different normalisers (clips, frames); the Trainer
     # must average it over gradient-accumulation steps itself rather than pass num_items_in_batch.
     accepts_loss_kwargs = False
-    # What config.json needs beyond what ``register_for_auto_class`` writes (transformers maps a class to
-    # one auto class; this model also answers to AutoModel) so that a checkpoint loads without this package.
-    EXTRA_AUTO_MAP: ClassVar[dict[str, str]] = {"AutoModel": "modeling_hubert_gmp.HubertForGMPEmotion"}
     CUSTOM_PIPELINES: ClassVar[dict[str, dict]] = {
         "audio-classification": {
             "impl": "pipeline_hubert_gmp.SpeechEmotionPipeline",
@@ -280,11 +315,11 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         }
     }
 
-    def __init__(self, config: HubertGMPConfig):
+    def __init__(self, config):
         super().__init__(config)
         if config.gmp_loss_frames == "masked" and not (config.apply_spec_augment and config.mask_time_prob > 0):
             raise ValueError("gmp_loss_frames='masked' needs apply_spec_augment=True and mask_time_prob > 0")
-        self.hubert = LengthAwareHubertModel(config)
+        setattr(self, self.base_model_prefix, self.ENCODER(config))  # hubert / wavlm / wav2vec2, as pre-trained
         if config.use_weighted_layer_sum:
             self.layer_weights = nn.Parameter(torch.ones(config.num_hidden_layers + 1) / (config.num_hidden_layers + 1))
         self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
@@ -306,16 +341,21 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, AMSoftmaxHead):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-        elif isinstance(module, HubertForGMPEmotion) and hasattr(module, "layer_weights"):
+        elif isinstance(module, GMPEmotionMixin) and hasattr(module, "layer_weights"):
             init.constant_(module.layer_weights, 1.0 / (self.config.num_hidden_layers + 1))
+
+    @property
+    def encoder_model(self) -> nn.Module:
+        """The encoder (``self.hubert``, ``self.wavlm`` or ``self.wav2vec2``, named as in pre-trained weights)."""
+        return getattr(self, self.base_model_prefix)
 
     def freeze_feature_encoder(self):
         """Stop gradients into the convolutional feature encoder (standard for HuBERT fine-tuning)."""
-        self.hubert.feature_extractor._freeze_parameters()
+        self.encoder_model.feature_extractor._freeze_parameters()
 
     def freeze_base_model(self):
         """Train the heads only."""
-        for param in self.hubert.parameters():
+        for param in self.encoder_model.parameters():
             param.requires_grad = False
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
@@ -445,7 +485,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         """Emotion, gender, window (``window_frames`` frames each) and per-frame emotion logits of a batch
         of equal-length clips: ``forward`` without padding, labels or checks, so that it traces (what
         ``gmp-tl export-onnx`` exports). A frame's logits are its one-frame window's."""
-        outputs = self.hubert(input_values, output_hidden_states=self._needs_hidden_states, return_dict=True)
+        outputs = self.encoder_model(input_values, output_hidden_states=self._needs_hidden_states, return_dict=True)
         projected = self.projector(self._top_hidden(outputs))
         frame_mask = torch.ones(projected.shape[:2], dtype=torch.bool, device=projected.device)
         logits, _, gender_logits, window_logits, _ = self._utterance_heads(
@@ -498,7 +538,7 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
             attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
         valid_samples = sample_lengths if attention_mask is not None else None  # None: nothing is padded
-        return self.hubert(
+        return self.encoder_model(
             input_values, attention_mask=attention_mask, valid_samples=valid_samples, return_dict=True, **kwargs
         )
 
@@ -511,17 +551,17 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         The encoder is truncated for the duration of the call, so do not run the same model object from
         another thread meanwhile.
         """
-        layers = self.hubert.encoder.layers
+        layers = self.encoder_model.encoder.layers
         layer = len(layers) if layer is None else layer
         if not 1 <= layer <= len(layers):
             raise ValueError(f"layer must be in [1, {len(layers)}] for this {len(layers)}-layer encoder, got {layer}")
         sample_lengths = self._check_inputs(input_values, attention_mask)
         frame_mask = self._frame_mask(input_values, sample_lengths)
-        self.hubert.encoder.layers = layers[:layer]
+        self.encoder_model.encoder.layers = layers[:layer]
         try:
             outputs = self._encode(input_values, attention_mask, sample_lengths, output_hidden_states=True)
         finally:
-            self.hubert.encoder.layers = layers
+            self.encoder_model.encoder.layers = layers
         return outputs.hidden_states[layer], frame_mask
 
     def _check_inputs(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None) -> torch.Tensor:
@@ -599,7 +639,9 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
         classes are registered with ``register_for_auto_class``); added here are the ``AutoModel`` entry,
         the pipeline (its ``custom_pipelines`` entry and files) and the feature extractor.
         """
-        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), **self.EXTRA_AUTO_MAP}
+        # transformers maps a class to one auto class; this model also answers to AutoModel
+        auto_model = f"{Path(__file__).stem}.{type(self).__name__}"
+        self.config.auto_map = {**(getattr(self.config, "auto_map", None) or {}), "AutoModel": auto_model}
         self.config.custom_pipelines = {task: dict(spec) for task, spec in self.CUSTOM_PIPELINES.items()}
         super().save_pretrained(save_directory, *args, **kwargs)
         if not kwargs.get("is_main_process", True):
@@ -612,8 +654,50 @@ class HubertForGMPEmotion(HubertPreTrainedModel):
             default_feature_extractor().save_pretrained(save_directory)
 
 
+class HubertForGMPEmotion(GMPEmotionMixin, HubertPreTrainedModel):
+    """HuBERT with the GMP-TL heads (see :class:`GMPEmotionMixin`)."""
+
+    config_class = HubertGMPConfig
+    config: HubertGMPConfig
+    ENCODER = LengthAwareHubertModel
+
+
+class WavLMForGMPEmotion(GMPEmotionMixin, WavLMPreTrainedModel):
+    """WavLM with the GMP-TL heads (see :class:`GMPEmotionMixin`)."""
+
+    config_class = WavLMGMPConfig
+    config: WavLMGMPConfig
+    ENCODER = LengthAwareWavLMModel
+
+
+class Wav2Vec2ForGMPEmotion(GMPEmotionMixin, Wav2Vec2PreTrainedModel):
+    """wav2vec 2.0 with the GMP-TL heads (see :class:`GMPEmotionMixin`)."""
+
+    config_class = Wav2Vec2GMPConfig
+    config: Wav2Vec2GMPConfig
+    ENCODER = LengthAwareWav2Vec2Model
+
+
+# the emotion model of an encoder family (the part of a config's model_type before "_gmp")
+GMP_MODELS = {"hubert": HubertForGMPEmotion, "wavlm": WavLMForGMPEmotion, "wav2vec2": Wav2Vec2ForGMPEmotion}
+
+
+def encoder_family(model_type: str) -> str:
+    """``hubert``, ``wavlm`` or ``wav2vec2`` for a plain encoder's or one of our checkpoints' model_type."""
+    family = model_type.removesuffix("_gmp")
+    if family not in GMP_MODELS:
+        raise ValueError(
+            f"a {model_type!r} checkpoint is not supported; the encoder families are {', '.join(GMP_MODELS)}"
+        )
+    return family
+
+
 HubertGMPConfig.register_for_auto_class()
+WavLMGMPConfig.register_for_auto_class()
+Wav2Vec2GMPConfig.register_for_auto_class()
 HubertForGMPEmotion.register_for_auto_class("AutoModelForAudioClassification")
+WavLMForGMPEmotion.register_for_auto_class("AutoModelForAudioClassification")
+Wav2Vec2ForGMPEmotion.register_for_auto_class("AutoModelForAudioClassification")
 
 
 def default_feature_extractor(do_normalize: bool = True) -> Wav2Vec2FeatureExtractor:
@@ -639,4 +723,13 @@ def _cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits[valid], labels[valid])
 
 
-__all__ = ["GMPEmotionOutput", "HubertForGMPEmotion", "default_feature_extractor"]
+__all__ = [
+    "GMP_MODELS",
+    "GMPEmotionMixin",
+    "GMPEmotionOutput",
+    "HubertForGMPEmotion",
+    "Wav2Vec2ForGMPEmotion",
+    "WavLMForGMPEmotion",
+    "default_feature_extractor",
+    "encoder_family",
+]

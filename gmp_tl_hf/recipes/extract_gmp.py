@@ -24,8 +24,7 @@ from ..gmp.features import FrameFeatureStore, extract_frame_features, model_fing
 from ..gmp.kmeans import MultiScaleKMeans
 from ..gmp.labels import add_gmp_labels
 from ..gmp.quantizer import GMPQuantizer
-from ..model_setup import load_feature_extractor
-from ..models.modeling_hubert_gmp import HubertForGMPEmotion
+from ..model_setup import load_feature_extractor, load_gmp_model
 from ..processes import process_state
 from ..records import (
     close_step,
@@ -72,7 +71,7 @@ def _run_extract(gmp_args: GMPArguments, data_args: DataArguments, state, output
     if read_record(output_dir)["status"] == "complete" and (output_dir / "gmp.json").is_file():
         logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
         return json.loads((output_dir / "gmp.json").read_text())
-    model = HubertForGMPEmotion.from_pretrained(gmp_args.model_name_or_path).to(state.device).eval()
+    model = load_gmp_model(gmp_args.model_name_or_path).to(state.device).eval()
     extractor = load_feature_extractor(gmp_args.model_name_or_path)
     layer = gmp_args.layer or default_layer(model.config.num_hidden_layers)
     autocast = AUTOCAST[gmp_args.autocast]

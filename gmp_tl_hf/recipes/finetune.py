@@ -74,7 +74,8 @@ def step_inputs(stage: str, model_args: ModelArguments, splits: DatasetDict, see
     """Fingerprints of what a training step reads: its data rows, the model it starts from (by content),
     and for stage 1 the GMP labels (by the extraction's output fingerprint)."""
     if model_args.encoder_preset and stage != "stage2":
-        source = f"random-init:{model_args.encoder_preset}:seed{seed}"
+        family = "" if model_args.encoder_family == "hubert" else f"{model_args.encoder_family}-"
+        source = f"random-init:{family}{model_args.encoder_preset}:seed{seed}"
     else:
         source = fingerprint_source(model_args.model_name_or_path)
     inputs = {"data": fingerprint_rows(splits), "source": source}

@@ -25,10 +25,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from study import log_mel_statistics
 
-from gmp_tl_hf import HubertForGMPEmotion, default_feature_extractor
+from gmp_tl_hf import default_feature_extractor
 from gmp_tl_hf.arguments import DataArguments
 from gmp_tl_hf.data import decode
 from gmp_tl_hf.fold_data import prepare_splits
+from gmp_tl_hf.model_setup import load_gmp_model
 
 PARTS = ("train", "validation", "test")
 SETTINGS = [(pca, c) for pca in (None, 32, 8) for c in (1.0, 0.1, 0.01)]
@@ -39,13 +40,13 @@ def statistics(frames: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def model_features(model: HubertForGMPEmotion, audios) -> dict[str, np.ndarray]:
+def model_features(model, audios) -> dict[str, np.ndarray]:
     """Per clip: statistics of the conv features and of every layer's frames (one clip at a time)."""
     extractor = default_feature_extractor()
     features: dict[str, list] = {}
     for audio in audios:
         inputs = extractor(decode(audio), sampling_rate=16000, return_tensors="pt").input_values
-        conv = model.hubert.feature_extractor(inputs)[0].T
+        conv = model.encoder_model.feature_extractor(inputs)[0].T
         hidden = model(inputs, output_hidden_states=True).hidden_states
         features.setdefault("conv", []).append(statistics(conv))
         for layer, frames in enumerate(hidden):
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
         }
         for name in args.models:
             path = args.run_dir / "random_init" if name == "random_init" else fold_dir / name
-            model = HubertForGMPEmotion.from_pretrained(path).eval()
+            model = load_gmp_model(path).eval()
             per_part = {part: model_features(model, splits[part]["audio"]) for part in PARTS}
             for feature in per_part["train"]:
                 features[f"{name}: {feature}"] = {part: per_part[part][feature] for part in PARTS}
