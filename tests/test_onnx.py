@@ -96,6 +96,20 @@ def test_the_exported_folder_runs_without_torch_or_transformers(exported, tmp_pa
     assert {e["label"] for e in answer["gender"]} == {"female", "male"}
 
 
+def test_int8_export_is_checked_on_scores_and_answers_close_to_torch(tmp_path):
+    model = tiny_model(seed=4, gender_head_trained=True)
+    model.save_pretrained(tmp_path / "checkpoint")
+    cli(["export-onnx", str(tmp_path / "checkpoint"), "--output", str(tmp_path / "int8"), "--quantize", "int8"])
+    record = json.loads((tmp_path / "int8" / "onnx_export.json").read_text())
+    assert record["quantization"] == "int8" and max(record["max_score_difference"].values()) <= 0.05
+    ours = OnnxSpeechEmotionPipeline(tmp_path / "int8")
+    reference = pipeline("audio-classification", model=str(tmp_path / "checkpoint"), trust_remote_code=True)
+    for wave in clips()[:3]:
+        got = {e["label"]: e["score"] for e in ours(wave, top_k=4)}
+        expected = {e["label"]: e["score"] for e in reference(wave, top_k=4)}
+        assert got == pytest.approx(expected, abs=0.05)
+
+
 def test_export_cli_errors_are_one_line(tmp_path, capsys):
     with pytest.raises(SystemExit) as stopped:
         cli(["export-onnx", str(tmp_path / "nothing"), "--output", str(tmp_path / "out")])

@@ -1,5 +1,6 @@
-"""onnxruntime against torch on CPU: a base-width (12 x 768) checkpoint exported by `gmp-tl export-onnx`,
-the same real clips, batch 1 (clip by clip) and batch 8 (eight clips cropped to one length, unpadded).
+"""onnxruntime against torch on CPU: a base-width (12 x 768) checkpoint exported by `gmp-tl export-onnx`
+(float32, and with `--quantize int8`), the same real clips, batch 1 (clip by clip) and batch 8 (eight
+clips cropped to one length, unpadded).
 
 Both sides compute the exported outputs (emotion, gender, 0.5 s windows, per-frame logits) with the same
 thread count, in one process, alternating per repeat; the table gives the median over repeats.
@@ -53,35 +54,46 @@ def main() -> None:
         config = HubertGMPConfig(**encoder_preset("base"), num_labels=7)
         model = HubertForGMPEmotion(config).eval()
         model.save_pretrained(Path(directory) / "checkpoint")
-        export_onnx(Path(directory) / "checkpoint", Path(directory) / "onnx")
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = args.threads
-        session = onnxruntime.InferenceSession(str(Path(directory) / "onnx" / "model.onnx"), options)
+        sessions = {}
+        for quantize in (None, "int8"):
+            folder = Path(directory) / f"onnx-{quantize or 'float32'}"
+            record = export_onnx(Path(directory) / "checkpoint", folder, quantize=quantize)
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = args.threads
+            sessions[quantize or "float32"] = onnxruntime.InferenceSession(str(folder / "model.onnx"), options)
+            print(f"{quantize or 'float32'} export: largest score difference to torch on the test clips "
+                  f"{max(record['max_score_difference'].values()):.1e}")  # fmt: skip
         exported = UnpaddedEmotionModel(model, window_frames=25).eval()
 
         def run_torch(batch: np.ndarray) -> None:
             with torch.inference_mode():
                 exported(torch.from_numpy(batch))
 
-        def run_onnx(batch: np.ndarray) -> None:
-            session.run(None, {"input_values": batch})
+        def onnx_runner(name: str):
+            return lambda batch: sessions[name].run(None, {"input_values": batch})
 
         audio_seconds = {size: sum(b.shape[0] * b.shape[1] for b in batches[size]) / 16000 for size in batches}
         print(f"base-width random HuBERT, {args.threads} threads, {len(clips)} EmoDB clips, crop {crop / 16000:.2f} s")
-        print("| batch | audio (s) | torch (s) | onnxruntime (s) | speed-up |\n|---|---|---|---|---|")
+        runners = {"torch": run_torch, "float32": onnx_runner("float32"), "int8": onnx_runner("int8")}
+        print("| batch | audio (s) | torch (s) | ORT float32 (s) | speed-up | ORT int8 (s) | speed-up |")
+        print("|---|---|---|---|---|---|---|")
         for size, items in batches.items():
             for item in items[:2]:  # warm-up
-                run_torch(item)
-                run_onnx(item)
-            times = {"torch": [], "onnx": []}
+                for runner in runners.values():
+                    runner(item)
+            times = {name: [] for name in runners}
             for _ in range(args.repeats):
-                for name, runner in (("torch", run_torch), ("onnx", run_onnx)):
+                for name, runner in runners.items():
                     start = time.perf_counter()
                     for item in items:
                         runner(item)
                     times[name].append(time.perf_counter() - start)
-            torch_s, onnx_s = statistics.median(times["torch"]), statistics.median(times["onnx"])
-            print(f"| {size} | {audio_seconds[size]:.1f} | {torch_s:.2f} | {onnx_s:.2f} | {torch_s / onnx_s:.2f}x |")
+            median = {name: statistics.median(values) for name, values in times.items()}
+            print(
+                f"| {size} | {audio_seconds[size]:.1f} | {median['torch']:.2f} | {median['float32']:.2f} "
+                f"| {median['torch'] / median['float32']:.2f}x | {median['int8']:.2f} "
+                f"| {median['torch'] / median['int8']:.2f}x |"
+            )
 
 
 if __name__ == "__main__":
