@@ -49,6 +49,17 @@ def tiny_model(seed: int = 0, family: str = "hubert", **overrides) -> HubertForG
     return GMP_MODELS[family](tiny_config(family, **overrides)).eval()
 
 
+def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random waveforms of ``lengths`` samples, right-padded, and their attention mask."""
+    generator = torch.Generator().manual_seed(seed)
+    values = torch.zeros(len(lengths), max(lengths))
+    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
+    for row, length in enumerate(lengths):
+        values[row, :length] = torch.randn(length, generator=generator)
+        mask[row, :length] = 1
+    return values, mask
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

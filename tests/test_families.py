@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 import torch
-from conftest import speechlike, tiny_model
+from conftest import padded_batch, speechlike, tiny_model
 from safetensors.torch import load_file
 from transformers import AutoConfig
 
@@ -20,16 +20,6 @@ from gmp_tl_hf.arguments import ModelArguments
 from gmp_tl_hf.model_setup import build_model, materialize_random_encoder
 
 FAMILIES = ["wavlm", "wav2vec2"]
-
-
-def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    values = torch.zeros(len(lengths), max(lengths))
-    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
-    for row, length in enumerate(lengths):
-        values[row, :length] = torch.randn(length, generator=generator)
-        mask[row, :length] = 1
-    return values, mask
 
 
 @pytest.mark.parametrize("norm", ["group", "layer"])

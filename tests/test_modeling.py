@@ -8,26 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import speechlike, tiny_config, tiny_model
+from conftest import padded_batch, speechlike, tiny_config, tiny_model
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, HubertConfig, HubertModel
 
 from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig, default_feature_extractor
 from gmp_tl_hf.presets import encoder_preset
 
 
-def batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed)
-    values = torch.zeros(len(lengths), max(lengths))
-    mask = torch.zeros(len(lengths), max(lengths), dtype=torch.long)
-    for row, length in enumerate(lengths):
-        values[row, :length] = torch.randn(length, generator=generator)
-        mask[row, :length] = 1
-    return values, mask
-
-
 def test_output_shapes_of_every_head():
     model = tiny_model(attn_implementation="eager")
-    values, mask = batch([16000, 12000])
+    values, mask = padded_batch([16000, 12000])
     out = model(values, attention_mask=mask, output_hidden_states=True, output_attentions=True, window_frames=1)
     frames = model.num_frames(16000)
     assert frames == 49
@@ -62,8 +52,8 @@ def test_no_frame_heads_gives_no_gmp_logits():
 )
 def test_padding_does_not_change_outputs(overrides):
     model = tiny_model(**overrides)
-    alone, _ = batch([16000], seed=1)
-    padded, mask = batch([24000, 16000, 9000], seed=2)
+    alone, _ = padded_batch([16000], seed=1)
+    padded, mask = padded_batch([24000, 16000, 9000], seed=2)
     padded[1] = 0
     padded[1, :16000] = alone[0]
     single = model(alone, window_frames=1)
@@ -84,7 +74,7 @@ def test_padding_does_not_change_outputs(overrides):
 def test_without_masked_group_norm_padding_would_leak():
     """The reason for LengthAwareGroupNormConvLayer: stock GroupNorm sees the zero padding."""
     model = tiny_model()
-    alone, _ = batch([16000], seed=1)
+    alone, _ = padded_batch([16000], seed=1)
     padded = torch.zeros(1, 32000)
     padded[0, :16000] = alone[0]
     mask = torch.zeros(1, 32000, dtype=torch.long)
@@ -119,7 +109,7 @@ def confident_model(**overrides) -> HubertForGMPEmotion:
 @pytest.mark.parametrize("overrides", HEADS_X_POOLING, ids=lambda o: f"{o['emotion_head']}-{o['pooling']}")
 def test_a_window_spanning_the_clip_gives_the_utterance_answer(overrides):
     model = confident_model(**overrides)
-    values, mask = batch([16000, 11000], seed=3)
+    values, mask = padded_batch([16000, 11000], seed=3)
     frames = int(model.num_frames(16000))
     whole = model(values, attention_mask=mask, window_frames=frames)
     assert whole.window_logits.shape[1] == 1
@@ -143,7 +133,7 @@ def test_one_frame_windows_of_the_linear_mean_head_average_to_the_utterance():
 
 def test_each_loss_term_is_used_only_when_its_labels_are_given():
     model = tiny_model(gender_loss_weight=0.5, gmp_loss_weight=2.0)
-    values, mask = batch([16000, 12000])
+    values, mask = padded_batch([16000, 12000])
     labels = torch.tensor([1, 3])
     genders = torch.tensor([0, 1])
     frames = model.num_frames(16000)
@@ -170,7 +160,7 @@ def test_each_loss_term_is_used_only_when_its_labels_are_given():
 
 def test_ignored_labels_do_not_count():
     model = tiny_model()
-    values, mask = batch([16000, 12000])
+    values, mask = padded_batch([16000, 12000])
     out = model(values, attention_mask=mask, labels=torch.tensor([1, -100]), gender_labels=torch.tensor([-100, 1]))
     expected = F.cross_entropy(out.logits[:1], torch.tensor([1])) + F.cross_entropy(
         out.gender_logits[1:], torch.tensor([1])
@@ -180,7 +170,7 @@ def test_ignored_labels_do_not_count():
 
 def test_zero_gender_weight_trains_the_gender_head_as_a_probe_only():
     model = tiny_model(gender_loss_weight=0.0).train()
-    values, mask = batch([16000, 12000])
+    values, mask = padded_batch([16000, 12000])
     out = model(values, attention_mask=mask, gender_labels=torch.tensor([0, 1]))
     torch.testing.assert_close(out.loss, F.cross_entropy(out.gender_logits, torch.tensor([0, 1])))
     out.loss.backward()
@@ -192,7 +182,7 @@ def test_zero_gender_weight_trains_the_gender_head_as_a_probe_only():
 def test_frame_labels_on_padded_frames_are_ignored():
     """Labels the collator left on padding (instead of -100) must not reach the loss."""
     model = tiny_model(gmp_loss_weight=1.0)
-    values, mask = batch([16000, 8000])
+    values, mask = padded_batch([16000, 8000])
     frames = model.num_frames(16000)
     gmp = torch.zeros(2, frames, 2, dtype=torch.long)
     clean = gmp.clone()
@@ -205,7 +195,7 @@ def test_frame_labels_on_padded_frames_are_ignored():
 
 def test_masked_gmp_loss_scores_masked_frames_only():
     model = tiny_model(gmp_loss_frames="masked", mask_time_prob=0.3, mask_time_length=4, mask_time_min_masks=1).train()
-    values, mask = batch([16000, 16000])
+    values, mask = padded_batch([16000, 16000])
     frames = model.num_frames(16000)
     # Frame labels that are right everywhere except on masked frames would give a loss from masked frames only;
     # here we check the weaker, exact property: the loss equals the CE over the frames the model masked.
@@ -227,7 +217,7 @@ def test_masked_gmp_loss_scores_masked_frames_only():
 
 def test_am_softmax_margin_only_in_training_and_equal_to_the_cosine_formula():
     model = tiny_model(emotion_head="am_softmax", am_margin=0.25, am_scale=20.0)
-    values, mask = batch([16000, 12000, 10000])
+    values, mask = padded_batch([16000, 12000, 10000])
     labels = torch.tensor([0, 2, 3])
     captured = {}
     model.pooler.register_forward_hook(lambda module, args, output: captured.update(embedding=output))
@@ -251,7 +241,7 @@ def test_errors_name_the_problem():
     with pytest.raises(ValueError, match="attention_mask shape"):
         model(torch.randn(2, 16000), attention_mask=torch.ones(2, 15000, dtype=torch.long))
     with pytest.raises(ValueError, match=r"clip\(s\) \[1\] have \[300\] samples, fewer than one encoder frame \(400"):
-        values, mask = batch([16000, 300])
+        values, mask = padded_batch([16000, 300])
         model(values, attention_mask=mask)
     frames = model.num_frames(16000)
     with pytest.raises(ValueError, match=r"gmp_labels must be \(batch, frames, 2\)"):
@@ -304,7 +294,7 @@ def test_config_serialises_all_fields(tmp_path):
 def test_save_and_load_give_identical_outputs(tmp_path):
     model = tiny_model(pooling="attentive")
     model.save_pretrained(tmp_path)
-    values, mask = batch([16000, 9000])
+    values, mask = padded_batch([16000, 9000])
     reloaded = HubertForGMPEmotion.from_pretrained(tmp_path).eval()
     for auto in (AutoModel, AutoModelForAudioClassification):
         assert isinstance(auto.from_pretrained(tmp_path), HubertForGMPEmotion)
@@ -356,7 +346,7 @@ def test_freeze_feature_encoder_and_gradient_checkpointing_train():
     model = tiny_model().train()
     model.freeze_feature_encoder()
     model.gradient_checkpointing_enable()
-    values, mask = batch([16000, 12000])
+    values, mask = padded_batch([16000, 12000])
     out = model(values, attention_mask=mask, labels=torch.tensor([0, 1]))
     out.loss.backward()
     assert all(p.grad is None for p in model.hubert.feature_extractor.parameters())
