@@ -115,3 +115,17 @@ def test_export_cli_errors_are_one_line(tmp_path, capsys):
         cli(["export-onnx", str(tmp_path / "nothing"), "--output", str(tmp_path / "out")])
     assert stopped.value.code == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_predict_labels_files_with_an_exported_model(exported, tmp_path):
+    _, folder = exported
+    soundfile.write(tmp_path / "a.wav", speechlike(1.4, seed=6), 16000)
+    (tmp_path / "b.wav").write_bytes(b"not audio at all")
+    with pytest.raises(SystemExit) as stopped:  # b.wav fails: exit code 1, a.wav labelled
+        cli(["predict", str(folder), str(tmp_path / "a.wav"), str(tmp_path / "b.wav"), "--output",
+             str(tmp_path / "out.jsonl"), "--timeline", "--window", "0.4"])  # fmt: skip
+    assert stopped.value.code == 1
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [row["path"].rsplit("/", 1)[-1] for row in rows] == ["a.wav", "b.wav"]
+    assert rows[0]["error"] == "" and rows[0]["gender"] in {"female", "male"} and json.loads(rows[0]["timeline"])
+    assert "corrupt" in rows[1]["error"]
