@@ -75,9 +75,9 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         for index, error in errors.items():
             answers[index] = {"error": str(error)}
         chunk_samples, _ = self._chunking(kwargs)
-        long = [index for index in order if chunk_samples and len(waves[index]) > chunk_samples]
-        short = [index for index in order if index not in set(long)]
-        for group, group_kwargs in ((short, kwargs), (long, {**kwargs, "batch_size": 1})):  # chunks: one by one
+        long = {index for index in order if chunk_samples and len(waves[index]) > chunk_samples}
+        short_first = [index for index in order if index not in long], [index for index in order if index in long]
+        for group, group_kwargs in zip(short_first, (kwargs, {**kwargs, "batch_size": 1})):  # chunks: one by one
             if group:
                 batch = [{"array": waves[index], "sampling_rate": target} for index in group]
                 for index, result in zip(group, super().__call__(batch, **group_kwargs)):
@@ -185,13 +185,7 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         frames are the recording's frames, in order, once each."""
         model, config = self.model, self.model.config
         hop = int(np.prod(config.conv_stride))
-        receptive_field = (
-            1
-            + sum(  # samples one encoder frame reads
-                (kernel - 1) * int(np.prod(config.conv_stride[:layer]))
-                for layer, kernel in enumerate(config.conv_kernel)
-            )
-        )
+        receptive_field = config.min_input_samples  # samples one encoder frame reads
         total_samples = input_values.shape[1]
         total_frames = int(model.num_frames(total_samples))
         chunk_frames = chunk_samples // hop
