@@ -43,11 +43,25 @@ ENCODER_PRESETS: dict[str, dict[str, Any]] = {
         num_conv_pos_embedding_groups=16,
         classifier_proj_size=256,
     ),
+    # facebook/hubert-large-ll60k geometry (pre-layer-norm Transformer, layer-normed conv stack).
+    "large": dict(
+        hidden_size=1024,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        intermediate_size=4096,
+        conv_dim=(512,) * 7,
+        conv_bias=True,
+        feat_extract_norm="layer",
+        do_stable_layer_norm=True,
+        num_conv_pos_embeddings=128,
+        num_conv_pos_embedding_groups=16,
+        classifier_proj_size=256,
+    ),
 }
 
 
 def encoder_preset(name: str) -> dict[str, Any]:
-    """A copy of the HuBERT size arguments of preset ``name`` ("tiny", "small" or "base")."""
+    """A copy of the HuBERT size arguments of preset ``name`` ("tiny", "small", "base" or "large")."""
     if name not in ENCODER_PRESETS:
         raise ValueError(f"unknown encoder preset {name!r}; choose from {sorted(ENCODER_PRESETS)}")
     return dict(ENCODER_PRESETS[name])

@@ -15,7 +15,7 @@ from gmp_tl_hf import default_feature_extractor
 from gmp_tl_hf.data import SERCollator, scan_audio
 from gmp_tl_hf.data.corpora import load_corpus, load_manifest
 from gmp_tl_hf.gmp.features import FrameFeatureStore, extract_frame_features, length_sorted_batches, model_fingerprint
-from gmp_tl_hf.gmp.kmeans import MultiScaleKMeans, assign, inertia
+from gmp_tl_hf.gmp.kmeans import MultiScaleKMeans, assign, inertia, resolve_device
 from gmp_tl_hf.gmp.labels import add_gmp_labels
 from gmp_tl_hf.gmp.quantizer import GMPQuantizer
 
@@ -55,6 +55,38 @@ def test_kmeans_errors():
         MultiScaleKMeans((5,), progress=False).fit(bad)
     with pytest.raises(ValueError, match="features have dimension 8 but the codebooks"):
         assign(np.zeros((3, 8), np.float32), [np.zeros((4, 16), np.float32)])
+
+
+def test_assignment_is_exact_nearest_centroid():
+    """Every frame gets its nearest centroid of every codebook (no approximate search): checked against
+    a float64 brute force; a disagreement is allowed only where two centroids tie within rounding."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5000, 24)).astype(np.float32) * 3
+    codebooks = [rng.standard_normal((k, 24)).astype(np.float32) * 3 for k in (7, 40, 300)]
+    labels = assign(x, codebooks)
+    for scale, book in enumerate(codebooks):
+        exact = ((x[:, None, :].astype(np.float64) - book[None].astype(np.float64)) ** 2).sum(-1)
+        chosen = exact[np.arange(len(x)), labels[:, scale]]
+        np.testing.assert_allclose(chosen, exact.min(1), rtol=1e-5)
+        assert (labels[:, scale] == exact.argmin(1)).mean() > 0.999
+
+
+def test_device_selection(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device(None) == torch.device("cuda") == resolve_device("auto")
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device("cuda:1") == torch.device("cuda:1")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert resolve_device(None) == torch.device("cpu") == resolve_device("auto")
+    assert MultiScaleKMeans().device == "auto"  # the GPU when there is one, chosen once per fit
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_kmeans_on_cuda_matches_cpu():
+    x = blobs(n=20000)
+    on_cpu = MultiScaleKMeans((8, 30), progress=False, device="cpu").fit(x)
+    on_gpu = MultiScaleKMeans((8, 30), progress=False, device="cuda").fit(x)
+    for cpu_inertia, gpu_inertia in zip(inertia(x, on_cpu), inertia(x, on_gpu)):
+        assert gpu_inertia <= cpu_inertia * 1.01
 
 
 # ---------------------------------------------------------------- quantizer
@@ -198,6 +230,29 @@ def test_memory_does_not_grow_with_the_dataset(tmp_path):
     assert (
         len(FrameFeatureStore(tmp_path / "f96").sidecars) >= 4 * len(FrameFeatureStore(tmp_path / "f24").sidecars) - 1
     )
+
+
+def test_streamed_frames_fit_like_frames_in_memory(clips, tmp_path):
+    """k-means reads a store block by block (memory: one block) and gets what it gets from the same
+    frames in memory; per-gender codebooks come from the store's own gender ids."""
+    dataset, _ = clips
+    fe = default_feature_extractor()
+    store = extract_frame_features(tiny_model(), dataset, tmp_path / "f", 1, fe, shard_frames=60)
+    features, genders = store.sample(fraction=0.8, seed=2)
+    view = store.frames(fraction=0.8, seed=2)
+    assert view.num_frames == len(features) and view.dim == features.shape[1]
+    np.testing.assert_array_equal(np.concatenate(list(view.blocks(17))), features)
+    np.testing.assert_array_equal(view.take(np.array([0, 5, len(features) - 1])), features[[0, 5, -1]])
+    np.testing.assert_array_equal(view.genders, genders)
+    np.testing.assert_array_equal(np.concatenate(list(view.of_gender(1).blocks(50))), features[genders == 1])
+    kmeans = MultiScaleKMeans((3, 5), progress=False)
+    for streamed, in_memory in zip(kmeans.fit(view), kmeans.fit(features)):
+        np.testing.assert_allclose(streamed, in_memory, rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(assign(view, kmeans.fit(view)), assign(features, kmeans.fit(view)))
+    by_store = GMPQuantizer.fit(view, (3,), "per_gender", kmeans=kmeans)
+    by_array = GMPQuantizer.fit(features, (3,), "per_gender", genders, kmeans=kmeans)
+    for name in ("female", "male"):
+        np.testing.assert_allclose(by_store.codebooks[name][0], by_array.codebooks[name][0], rtol=1e-4, atol=1e-5)
 
 
 def test_empty_dataset_is_an_error(clips, tmp_path):

@@ -103,28 +103,82 @@ class FrameFeatureStore:
             features = np.load(path.with_suffix(".npy"), mmap_mode="r")
             yield Shard(info["ids"], info["lengths"], info["genders"], features)
 
-    def sample(self, fraction: float = 1.0, max_frames: int | None = None, seed: int = 0):
-        """``round(fraction x frames)`` frames (at most ``max_frames``) drawn without replacement, as
-        float32, with each frame's gender id (cf. fairseq's ``--percent``). The frame indices are drawn
-        first and read from the memory-mapped shards, so memory is that of the sample only."""
+    def frames(self, fraction: float = 1.0, max_frames: int | None = None, seed: int = 0) -> StoredFrames:
+        """A streamed view of ``round(fraction x frames)`` frames (at most ``max_frames``) drawn without
+        replacement (cf. fairseq's ``--percent``). Nothing is read until the view is: k-means passes
+        over it block by block, so memory stays at one block."""
         if not 0 < fraction <= 1:
             raise ValueError(f"fraction must be in (0, 1], got {fraction}")
         total = self.num_frames
         count = round(fraction * total) if max_frames is None else min(round(fraction * total), max_frames)
         if count == 0:
             raise ValueError(f"no frames sampled from {self.directory} (empty store or fraction too small)")
-        chosen = np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
-        parts, genders, offset = [], [], 0
-        for shard in self.shards():
-            end = offset + len(shard.features)
-            local = chosen[np.searchsorted(chosen, offset) : np.searchsorted(chosen, end)] - offset
-            parts.append(np.asarray(shard.features[local], dtype=np.float32))
-            genders.append(np.repeat(np.asarray(shard.genders), shard.lengths)[local])
-            offset = end
-        return np.concatenate(parts), np.concatenate(genders)
+        chosen = None if count == total else np.sort(np.random.default_rng(seed).choice(total, count, replace=False))
+        selections, offset = [], 0
+        for path in self.sidecars:
+            info = self._sidecar(path)
+            length = sum(info["lengths"])
+            local = np.arange(length) if chosen is None else chosen[
+                np.searchsorted(chosen, offset) : np.searchsorted(chosen, offset + length)
+            ] - offset  # fmt: skip
+            genders = np.repeat(np.asarray(info["genders"], dtype=np.int64), info["lengths"])[local]
+            selections.append((path.with_suffix(".npy"), local, genders))
+            offset += length
+        return StoredFrames(self.dim, selections)
+
+    def sample(self, fraction: float = 1.0, max_frames: int | None = None, seed: int = 0):
+        """The frames of :meth:`frames` read into memory as float32, with each frame's gender id. The
+        frame indices are drawn first and read from the memory-mapped shards, so memory is that of the
+        sample only."""
+        view = self.frames(fraction, max_frames, seed)
+        return np.concatenate(list(view.blocks(1 << 16))), view.genders
 
 
-def _write_shard(directory: Path, name: str, frames: list[np.ndarray], ids, lengths, genders) -> None:
+class StoredFrames:
+    """Frames selected from a store's shards, read block by block as float32 (a k-means ``FrameSource``)."""
+
+    def __init__(self, dim: int, selections: list[tuple[Path, np.ndarray, np.ndarray]]):
+        self.dim = dim
+        self._selections = [(path, local) for path, local, _ in selections]
+        self.genders = np.concatenate([genders for _, _, genders in selections])
+        self._starts = np.cumsum([0, *[len(local) for _, local in self._selections]])
+
+    @property
+    def num_frames(self) -> int:
+        return int(self._starts[-1])
+
+    def of_gender(self, gender: int) -> StoredFrames:
+        """The frames of this view whose clip has gender id ``gender``."""
+        selections, offset = [], 0
+        for path, local in self._selections:
+            genders = self.genders[offset : offset + len(local)]
+            selections.append((path, local[genders == gender], genders[genders == gender]))
+            offset += len(local)
+        return StoredFrames(self.dim, selections)
+
+    def blocks(self, size: int) -> Iterator[np.ndarray]:
+        for path, local in self._selections:
+            shard = np.load(path, mmap_mode="r")  # mapped one shard at a time, released after it
+            every = len(local) == len(shard)
+            for start in range(0, len(local), size):
+                rows = shard[start : start + size] if every else shard[local[start : start + size]]
+                yield np.asarray(rows, dtype=np.float32)
+            del shard
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Frames at sorted positions of this view."""
+        indices = np.asarray(indices)
+        parts = []
+        for number, (path, local) in enumerate(self._selections):
+            low, high = np.searchsorted(indices, self._starts[number : number + 2])
+            if high > low:
+                shard = np.load(path, mmap_mode="r")
+                parts.append(np.asarray(shard[local[indices[low:high] - self._starts[number]]], dtype=np.float32))
+        return np.concatenate(parts) if parts else np.zeros((0, self.dim), np.float32)
+
+
+def write_shard(directory: Path, name: str, frames: list[np.ndarray], ids, lengths, genders) -> None:
+    """Write one shard, frames first and the sidecar last: a shard whose sidecar exists is complete."""
     temporary = directory / f".{name}.npy.tmp"
     with temporary.open("wb") as handle:
         np.save(handle, np.concatenate(frames))
@@ -224,11 +278,11 @@ def extract_frame_features(
             buffer_lengths.append(frame_counts[position])
             buffer_genders.append(int(genders[index]))
         if sum(buffer_lengths) >= shard_frames:
-            _write_shard(directory, f"r{rank}-{shard_index:05d}", buffer, buffer_ids, buffer_lengths, buffer_genders)
+            write_shard(directory, f"r{rank}-{shard_index:05d}", buffer, buffer_ids, buffer_lengths, buffer_genders)
             shard_index += 1
             buffer, buffer_ids, buffer_lengths, buffer_genders = [], [], [], []
         bar.update(len(batch))
     if buffer:
-        _write_shard(directory, f"r{rank}-{shard_index:05d}", buffer, buffer_ids, buffer_lengths, buffer_genders)
+        write_shard(directory, f"r{rank}-{shard_index:05d}", buffer, buffer_ids, buffer_lengths, buffer_genders)
     bar.close()
     return FrameFeatureStore(directory)

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
+from .features import StoredFrames
 from .kmeans import MultiScaleKMeans, assign
 
 GENDER_MODES = ("mtl", "offset", "per_gender")
@@ -82,27 +83,31 @@ class GMPQuantizer:
     @classmethod
     def fit(
         cls,
-        features: np.ndarray,
+        features: np.ndarray | StoredFrames,
         cluster_sizes: Sequence[int] = (50, 100, 500),
         gender_mode: str = "mtl",
         frame_genders: np.ndarray | None = None,
         kmeans: MultiScaleKMeans | None = None,
         **metadata,
     ) -> GMPQuantizer:
-        """Fit the codebooks on ``features`` ``(frames, dim)``; ``frame_genders`` (0/1 per frame) is
-        needed for ``"per_gender"``. ``metadata``: ``layer``, ``feature_model``, ``feature_model_fingerprint``."""
+        """Fit the codebooks on ``features``: a ``(frames, dim)`` array, or frames streamed from a
+        feature store (:meth:`FrameFeatureStore.frames`), which know their genders. For an array,
+        ``"per_gender"`` needs ``frame_genders`` (0/1 per frame). ``metadata``: ``layer``,
+        ``feature_model``, ``feature_model_fingerprint``."""
         kmeans = kmeans or MultiScaleKMeans(tuple(cluster_sizes))
         kmeans.cluster_sizes = tuple(cluster_sizes)
         if gender_mode != "per_gender":
             return cls({"all": kmeans.fit(features)}, tuple(cluster_sizes), gender_mode, **metadata)
-        if frame_genders is None or len(frame_genders) != len(features):
+        streamed = isinstance(features, StoredFrames)
+        if not streamed and (frame_genders is None or len(frame_genders) != len(features)):
             raise ValueError("gender_mode='per_gender' needs the gender of every frame (frame_genders)")
         genders = metadata.pop("genders", ("female", "male"))
         codebooks = {}
         for index, name in enumerate(genders):
-            subset = features[np.asarray(frame_genders) == index]
-            if len(subset) < max(cluster_sizes):
-                raise ValueError(f"only {len(subset)} {name} frames to fit {max(cluster_sizes)} clusters per gender")
+            subset = features.of_gender(index) if streamed else features[np.asarray(frame_genders) == index]
+            count = subset.num_frames if streamed else len(subset)
+            if count < max(cluster_sizes):
+                raise ValueError(f"only {count} {name} frames to fit {max(cluster_sizes)} clusters per gender")
             codebooks[name] = kmeans.fit(subset)
         return cls(codebooks, tuple(cluster_sizes), gender_mode, genders=tuple(genders), **metadata)
 

@@ -94,15 +94,17 @@ def _run_extract(gmp_args: GMPArguments, data_args: DataArguments, state, output
     if state.is_main_process:
         start = time.perf_counter()
         store = FrameFeatureStore(output_dir / "features")
-        features, genders = store.sample(gmp_args.fit_fraction, gmp_args.max_fit_frames, seed=gmp_args.seed)
-        kmeans = MultiScaleKMeans(tuple(gmp_args.cluster_sizes), max_iter=gmp_args.kmeans_max_iter, seed=gmp_args.seed)
+        frames = store.frames(gmp_args.fit_fraction, gmp_args.max_fit_frames, seed=gmp_args.seed)  # streamed
+        kmeans = MultiScaleKMeans(
+            tuple(gmp_args.cluster_sizes), max_iter=gmp_args.kmeans_max_iter, seed=gmp_args.seed, device=state.device
+        )
         quantizer = GMPQuantizer.fit(
-            features, gmp_args.cluster_sizes, gmp_args.gender_mode, genders, kmeans,
+            frames, gmp_args.cluster_sizes, gmp_args.gender_mode, kmeans=kmeans,
             layer=layer, feature_model=gmp_args.model_name_or_path, feature_model_fingerprint=fingerprint,
         )  # fmt: skip
         quantizer.save_pretrained(output_dir / "quantizer")
         timings["kmeans_s"] = time.perf_counter() - start
-        timings["kmeans_frames"] = len(features)
+        timings["kmeans_frames"] = frames.num_frames
     state.wait_for_everyone()
     quantizer = GMPQuantizer.from_pretrained(output_dir / "quantizer")
 
