@@ -2,13 +2,13 @@
 
 fairseq fits HuBERT targets with scikit-learn's ``MiniBatchKMeans`` (k-means++, n_init=20), one
 codebook at a time. Here all seedings of all scales run greedy k-means++ in lockstep on one sample
-(each step reads the sample once for every seeding), the best seeding of each scale by its potential
-is kept (as scikit-learn picks among its inits), and full Lloyd iterations refine every scale in the
-same passes over the frames: one matrix product per block gives the distances to the centroids of
-all scales at once. Frames come from memory or are streamed block by block (a feature store on
-disk), so memory stays at one block whatever the number of frames. Runs on the GPU when there is
-one; deterministic for a given seed and device. Assignment is exact: every frame gets its nearest
-centroid of every codebook (no approximate index).
+(each step reads the sample once for every seeding); where a scale has several, each is refined by a
+few Lloyd steps on a small sample and the best kept; after a warm start on a larger sample, full Lloyd
+iterations refine every scale in the same passes over the frames: one matrix product per block gives
+the distances to the centroids of all scales at once. Frames come from memory or are streamed block
+by block (a feature store on disk), so memory stays at one block whatever the number of frames.
+Runs on the GPU when there is one; deterministic for a given seed and device. Assignment is exact:
+every frame gets its nearest centroid of every codebook (no approximate index).
 """
 
 from __future__ import annotations
@@ -94,14 +94,10 @@ def _on_device(block: np.ndarray | torch.Tensor, device: torch.device) -> torch.
 
 def kmeans_plusplus(
     features: torch.Tensor, cluster_sizes: Sequence[int], generator: torch.Generator, local_trials: int | None = None
-) -> tuple[list[torch.Tensor], torch.Tensor]:
+) -> list[torch.Tensor]:
     """Greedy k-means++ (Arthur & Vassilvitskii 2007; scikit-learn's variant with local trials), one
     seeding per entry of ``cluster_sizes``, run in lockstep: each step scores the candidates of every
-    seeding still growing with one matrix product over ``features``.
-
-    Returns the centres of each seeding and its potential (sum of squared distances of ``features``
-    to their nearest centre), by which scikit-learn also ranks its inits.
-    """
+    seeding still growing with one matrix product over ``features``. Returns the centres of each."""
     n, dim = features.shape
     sizes = [int(k) for k in cluster_sizes]
     order = sorted(range(len(sizes)), key=lambda s: -sizes[s])  # growing seedings stay a prefix
@@ -124,12 +120,10 @@ def kmeans_plusplus(
         rows = torch.arange(active, device=features.device)
         closest[:, :active] = potentials[:, rows, best]
         centers[:active, index] = features[candidates[rows, best]]
-    potential = closest.sum(0)
-    seedings, scores = [None] * len(sizes), torch.empty(len(sizes), device=features.device)
+    seedings = [None] * len(sizes)
     for position, s in enumerate(order):
         seedings[s] = centers[position, : sizes[s]].clone()
-        scores[s] = potential[position]
-    return seedings, scores
+    return seedings
 
 
 def _assign_block(block: torch.Tensor, centroids: torch.Tensor, centroid_norms: torch.Tensor, bounds: list[int]):
@@ -192,13 +186,13 @@ class MultiScaleKMeans:
         rng = np.random.default_rng(self.seed)
         warm_size = min(n, max(self.warm_frames, self.init_frames, 20 * max(self.cluster_sizes)))
         picked = rng.choice(n, warm_size, replace=False)  # random order; the seeding takes a prefix
-        order = torch.as_tensor(np.argsort(picked), device=device)
-        taken = _on_device(source.take(picked[order.cpu().numpy()]), device)
-        sample = torch.empty_like(taken).index_copy_(0, order, taken)
+        order = np.argsort(picked)  # take reads sorted indices; index_copy_ puts frame picked[i] at row i
+        taken = _on_device(source.take(picked[order]), device)
+        sample = torch.empty_like(taken).index_copy_(0, torch.as_tensor(order, device=device), taken)
         seeding_size = min(warm_size, max(self.init_frames, 20 * max(self.cluster_sizes)))
         tries = self.seedings_per_scale()
         seed_sizes = [k for k, count in zip(self.cluster_sizes, tries) for _ in range(count)]
-        seedings, _ = kmeans_plusplus(sample[:seeding_size], seed_sizes, generator)
+        seedings = kmeans_plusplus(sample[:seeding_size], seed_sizes, generator)
         centroids, first = [], 0
         for k, count in zip(self.cluster_sizes, tries):
             candidates = seedings[first : first + count]
