@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -380,7 +381,7 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     argv = ["--corpus", "emodb", "--config", str(tmp_path / "tiny.yaml"), "--data_dir", corpus_dir,
             "--output_dir", str(tmp_path / "study"), "--arms", "mfcc", "plain-epochs", "gmp-tl", "fresh-stage2",
-            "--seeds", "7", "--folds", "0"]  # fmt: skip
+            "--seeds", "7", "--folds", "0", "--archive", str(tmp_path / "archive")]  # fmt: skip
     summary = study.main(argv)
     assert set(summary["arms"]) == {"mfcc", "plain-epochs", "gmp-tl", "mtl", "fresh-stage2"}
     assert summary["wins"]["gmp-tl vs plain-epochs"] in ("0 of 1", "1 of 1")
@@ -403,3 +404,26 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     expected |= {f"{m}: layer {i}" for m in ("stage2", "random_init") for i in range(layers["num_hidden_layers"] + 1)}
     assert {feature for feature, _, _ in probes} == expected
     assert all(len(values) == 1 and 0.0 <= values[0] <= 1.0 for values in probes.values())  # one fold
+
+    # another machine or session: no run folders, only the committed archive; every fold comes from it
+    archived = json.loads((tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_text())
+    assert archived["settings"]["config"]["data"]["data_dir"] == "emodb" and archived["code"]["package"]
+    shutil.rmtree(tmp_path / "study")
+    rerun = study.main(argv)["arms"]
+    assert {arm: rerun[arm] for arm in rerun if arm != "mfcc"} == {
+        arm: summary["arms"][arm] for arm in rerun if arm != "mfcc"
+    }
+    assert not (root / "gmp-tl" / "seed7" / "fold0").exists()  # nothing recomputed
+    assert (tmp_path / "archive" / "study_results.md").read_text() == (root / "study_results.md").read_text()
+    shutil.rmtree(tmp_path / "archive" / "fresh-stage2")  # a table of what the archive holds, training nothing
+    tabulated = study.main([*argv, "--archived_only"])
+    assert "fresh-stage2" not in tabulated["arms"] and tabulated["incomplete"] == [
+        "fresh-stage2 seed 7 (0 of 1 folds archived)"
+    ]
+    assert not (root / "fresh-stage2" / "seed7" / "fold0").exists()
+    config["training"]["learning_rate"] = 0.0123  # other settings: refused, naming the key, archive untouched
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    before = (tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_bytes()
+    with pytest.raises(RecordMismatch, match="learning_rate"):
+        study.main(argv)
+    assert (tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_bytes() == before

@@ -20,12 +20,21 @@ Reused folders are copied; their records match by content. An interrupted study 
 steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}:
 mean +- std over folds (averaged over seeds), the spread of the seed means, the gender head's accuracy,
 the compute each arm recorded, and in how many fold-seeds GMP-TL beats each plain arm.
+
+Every finished fold of an arm and seed is also archived as a small JSON file (its settings, the code
+version that made it, its test scores and compute) under --archive, by default
+recipes/studies/results/<corpus>/<classes>/, which is committed: a study spread over several machines or
+sessions resumes fold by fold from the archive (run folders with checkpoints are not needed), and every
+number of the README's study tables can be traced to the file and commit that produced it. An archived
+fold is reused only when its settings equal the ones asked for now; otherwise the study stops and names
+the differing keys (delete the file, or archive elsewhere, to recompute).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import shutil
 import time
 from pathlib import Path
@@ -43,7 +52,9 @@ from gmp_tl_hf.cross_validation import run_cv
 from gmp_tl_hf.data import decode
 from gmp_tl_hf.data.metrics import aggregate_folds, ser_metrics
 from gmp_tl_hf.fold_data import load_data
+from gmp_tl_hf.records import RecordMismatch, code_version, differences
 
+logger = logging.getLogger("gmp_tl_hf.study")
 REPO = Path(__file__).resolve().parents[2]
 CORPORA = {  # corpus -> (config, default data folder)
     "emodb": ("emodb_small_scratch.yaml", REPO.parent / "shared" / "data" / "emodb"),
@@ -130,6 +141,66 @@ def run_mfcc(config: dict, output_dir: Path) -> dict:
     return summary
 
 
+def archived_settings(config: dict, chain: str, corpus: str) -> dict:
+    """What an archived fold is compared on: the arm's config and chain, with the corpus named instead of
+    the machine's path to it."""
+    settings = json.loads(json.dumps(config))
+    settings["data"]["data_dir"] = corpus
+    return {"chain": chain, "config": settings}
+
+
+def archived_fold(path: Path, settings: dict) -> dict | None:
+    """The archived one-fold summary at ``path`` if it was made with ``settings``; None if absent."""
+    if not path.is_file():
+        return None
+    entry = json.loads(path.read_text())
+    changed = differences(entry["settings"], settings)
+    if changed:
+        raise RecordMismatch(
+            f"{path} was made with other settings ({', '.join(changed[:6])}); delete it to recompute, "
+            "or pass another --archive"
+        )
+    return entry["summary"]
+
+
+def archive_fold(path: Path, settings: dict, summary: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    entry = {"settings": settings, "code": code_version(), "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+             "summary": summary}  # fmt: skip
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(entry, indent=2))
+    temporary.replace(path)  # complete or absent
+
+
+def merge_folds(summaries: list[dict]) -> dict:
+    """One CV summary from one-fold summaries (the same shape ``run_cv`` returns for all folds)."""
+    merged: dict = {"final_stage": summaries[0]["final_stage"], "stages": {},
+                    "compute_time_s": sum(s["compute_time_s"] for s in summaries)}  # fmt: skip
+    for stage in summaries[0]["stages"]:
+        folds = [(fold, s["stages"][stage]) for s in summaries for fold in s["stages"][stage]["per_fold"]]
+        scores = [{**one["per_fold"][fold], "confusion_matrix": one["pooled_confusion_matrix"],
+                   "labels": one["labels"]} for fold, one in folds]  # fmt: skip
+        merged["stages"][stage] = {"per_fold": {int(fold): one["per_fold"][fold] for fold, one in folds},
+                                   **aggregate_folds(scores)}  # fmt: skip
+    return merged
+
+
+def run_arm(config: dict, chain: str, corpus: str, run_dir: Path, archive: Path, folds: list[int]) -> dict:
+    """All ``folds`` of one arm and seed, fold by fold, each taken from the archive when it is there."""
+    settings = archived_settings(config, chain, corpus)
+    summaries = []
+    for fold in folds:
+        path = archive / f"fold{fold}.json"
+        summary = archived_fold(path, settings)
+        if summary is None:
+            summary = run_cv(config, run_dir, chain, [fold])
+            archive_fold(path, settings, summary)
+        else:
+            logger.info("%s fold %d: archived result reused (%s)", run_dir, fold, path)
+        summaries.append(summary)
+    return merge_folds(summaries)
+
+
 def copy_reused_steps(root: Path, arm: str, seed: int, run_dir: Path) -> None:
     """The upstream steps an ablation shares with gmp-tl (same seed), copied once."""
     for step in REUSE.get(arm, ()):
@@ -153,14 +224,21 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="seeds of mfcc, plain and gmp-tl")
     parser.add_argument("--ablation_seeds", type=int, nargs="+", default=None, help="default: the first seed")
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="default: all (a subset for a quick look)")
+    parser.add_argument("--archive", default=None, help="default: recipes/studies/results/<corpus>/<classes>")
+    parser.add_argument(
+        "--archived_only", action="store_true", help="train nothing: tabulate the arms and seeds the archive completes"
+    )
     args = parser.parse_args(argv)
     setup_logging()
     config_name, default_data = CORPORA[args.corpus]
     base = load_config_file(args.config or REPO / "recipes" / "configs" / config_name)
     data_dir = str(args.data_dir or default_data)
     root = Path(args.output_dir) / args.corpus / args.classes
+    archive = Path(args.archive or REPO / "recipes" / "studies" / "results" / args.corpus / args.classes)
+    folds = args.folds or sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
     results: dict[str, list[dict]] = {}
     timings: dict[str, list[float]] = {}
+    incomplete: list[str] = []
     for arm in args.arms:
         seeds = args.seeds if arm in ("mfcc", "plain-compute", "plain-epochs", "gmp-tl") else None
         seeds = args.seeds[:1] if arm == "mfcc" else seeds or args.ablation_seeds or args.seeds[:1]
@@ -171,14 +249,18 @@ def main(argv: list[str] | None = None) -> dict:
                 summary = run_mfcc(arm_config(base, "plain-compute", seed, data_dir, args.classes)[0], run_dir)
             else:
                 config, chain = arm_config(base, arm, seed, data_dir, args.classes)
+                done = sum((archive / arm / f"seed{seed}" / f"fold{fold}.json").is_file() for fold in folds)
+                if args.archived_only and done < len(folds):
+                    incomplete.append(f"{arm} seed {seed} ({done} of {len(folds)} folds archived)")
+                    continue
                 copy_reused_steps(root, arm, seed, run_dir)
-                summary = run_cv(config, run_dir, chain, args.folds)
+                summary = run_arm(config, chain, args.corpus, run_dir, archive / arm / f"seed{seed}", folds)
             # a CV run reports the training + extraction time its steps recorded (right after resuming too)
             timings.setdefault(arm, []).append(summary.get("compute_time_s", time.perf_counter() - start))
             for stage in ("mtl", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),):
                 name = "mtl" if stage == "mtl" else arm
                 results.setdefault(name, []).append({**summary["stages"][stage], "seed": seed})
-    return write_summary(root, results, timings)
+    return write_summary(root, results, timings, archive, incomplete)
 
 
 def _cell(row: dict, metric: str, kind: str) -> str:
@@ -200,7 +282,9 @@ def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
     return f"{sum(a > b for a, b in pairs)} of {len(pairs)}" if pairs else None
 
 
-def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str, list[float]]) -> dict:
+def write_summary(
+    root: Path, results: dict[str, list[dict]], timings: dict[str, list[float]], archive: Path, incomplete: list[str]
+) -> dict:
     lines = [
         "| arm | seeds | WAR over folds | UAR over folds | WAR over seeds | UAR over seeds | gender acc. "
         "| compute per CV run |",
@@ -228,11 +312,16 @@ def write_summary(root: Path, results: dict[str, list[dict]], timings: dict[str,
     for name, count in comparisons.items():
         if count:
             lines.append(f"- {name}: GMP-TL stage 2 has the higher test UAR in {count} fold-seeds")
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "study_results.json").write_text(json.dumps({"arms": table, "wins": comparisons}, indent=2))
-    (root / "study_results.md").write_text("\n".join(lines) + "\n")
+    if incomplete:
+        lines.append(f"- not in the table, not finished yet: {'; '.join(incomplete)}")
+    for folder in (root, archive):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "study_results.json").write_text(
+            json.dumps({"arms": table, "wins": comparisons, "incomplete": incomplete}, indent=2)
+        )
+        (folder / "study_results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return {"arms": table, "wins": comparisons}
+    return {"arms": table, "wins": comparisons, "incomplete": incomplete}
 
 
 if __name__ == "__main__":
