@@ -34,7 +34,8 @@ class DataArguments:
     dataset: str = field(
         default="emodb",
         metadata={
-            "help": "iemocap, emodb, ravdess, cremad, manifest (data_dir = the CSV/JSONL), audiofolder, synthetic"
+            "help": "iemocap, emodb, ravdess, cremad, manifest (data_dir = the CSV/JSONL), audiofolder, synthetic, "
+            "files (unlabelled recordings, for pre-training)"
         },
     )
     data_dir: str | None = field(default=None, metadata={"help": "Corpus folder (IEMOCAP: IEMOCAP_full_release)."})
@@ -181,6 +182,73 @@ class GMPArguments:
             require(self, name, getattr(self, name) > 0, "> 0")
 
 
+PRETRAIN_TARGETS = ("mfcc", "layer")
+PRETRAIN_AUDIO = ("all", "training_folds")
+
+
+@dataclass
+class PretrainArguments:
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "Continue pre-training this encoder (Hub id or folder; HuBERT, WavLM or wav2vec 2.0)."},
+    )
+    encoder_preset: str | None = field(
+        default=None, metadata={"help": "tiny, small, base or large: pre-train a random encoder of that size instead."}
+    )
+    encoder_family: str = field(
+        default="hubert", metadata={"help": "The random encoder's family (with encoder_preset)."}
+    )
+    targets: str = field(
+        default="mfcc",
+        metadata={"help": "mfcc (HuBERT iteration 1: k-means of MFCC+deltas) or layer (iteration 2: of target_model)."},
+    )
+    target_model: str | None = field(
+        default=None, metadata={"help": "targets=layer: the encoder whose layer is clustered (e.g. iteration 1's)."}
+    )
+    target_layer: int | None = field(
+        default=None, metadata={"help": "targets=layer: 1-based layer (default: half the depth, as fairseq's 6 of 12)."}
+    )
+    cluster_sizes: list[int] = field(
+        default_factory=lambda: [100],
+        metadata={"help": "K per target set (fairseq: 100 on MFCC, 500 on a layer); several sets = multi-scale."},
+    )
+    max_fit_frames: int = field(default=500_000, metadata={"help": "Cap on the frames k-means is fitted on."})
+    kmeans_seed: int = field(default=0, metadata={"help": "k-means seed."})
+    audio: str = field(
+        default="all",
+        metadata={
+            "help": "all clips of the corpus, or training_folds: those outside data's test fold (task-adaptive "
+            "pre-training inside a cross-validation, never hearing the test speakers)."
+        },
+    )
+    final_dim: int = field(default=256, metadata={"help": "Projection size of the prediction head (fairseq)."})
+    logit_temp: float = field(default=0.1, metadata={"help": "Cosine-logit temperature (fairseq)."})
+    mask_prob: float = field(default=0.8, metadata={"help": "Span-start probability per frame x span (fairseq)."})
+    mask_length: int = field(default=10, metadata={"help": "Span length in frames (fairseq)."})
+    masked_weight: float = field(default=1.0, metadata={"help": "Loss weight on masked frames (fairseq)."})
+    unmasked_weight: float = field(default=0.0, metadata={"help": "Loss weight on unmasked frames (fairseq)."})
+
+    def __post_init__(self):
+        check_types(self)
+        require(self, "targets", self.targets in PRETRAIN_TARGETS, f"one of {PRETRAIN_TARGETS}")
+        require(self, "audio", self.audio in PRETRAIN_AUDIO, f"one of {PRETRAIN_AUDIO}")
+        require(self, "encoder_family", self.encoder_family in ENCODER_FAMILIES, f"one of {ENCODER_FAMILIES}")
+        starts = (self.model_name_or_path is None) != (self.encoder_preset is None)
+        require(self, "model_name_or_path", starts, "set, or encoder_preset set instead (exactly one of the two)")
+        require(
+            self, "target_model", (self.targets == "layer") == bool(self.target_model), "set exactly when targets=layer"
+        )
+        sizes = self.cluster_sizes
+        require(self, "cluster_sizes", len(sizes) > 0 and all(k >= 2 for k in sizes), "a non-empty list of K >= 2")
+        require(self, "target_layer", self.target_layer is None or self.target_layer >= 1, ">= 1 or null")
+        require(self, "mask_prob", 0 < self.mask_prob <= 1, "in (0, 1]")
+        require(self, "mask_length", self.mask_length >= 1, ">= 1")
+        require(self, "logit_temp", self.logit_temp > 0, "> 0")
+        for name in ("masked_weight", "unmasked_weight"):
+            require(self, name, getattr(self, name) >= 0, ">= 0")
+        require(self, "masked_weight", self.masked_weight + self.unmasked_weight > 0, "> 0 (or unmasked_weight > 0)")
+
+
 @dataclass
 class RunArguments:
     overwrite: bool = field(
@@ -274,6 +342,21 @@ TRAINING_DEFAULTS: dict[str, Any] = {
     "train_sampling_strategy": "group_by_length",
     "length_column_name": "num_samples",
     "dataloader_pin_memory": False,
+}
+
+
+# Pre-training has no labels to select an epoch on: no evaluation, the last step is the model.
+PRETRAIN_DEFAULTS: dict[str, Any] = {
+    **{
+        key: value
+        for key, value in TRAINING_DEFAULTS.items()
+        if key not in ("metric_for_best_model", "greater_is_better")
+    },
+    "eval_strategy": "no",
+    "load_best_model_at_end": False,
+    "learning_rate": 5e-4,  # fairseq's HuBERT base peak rate
+    "warmup_steps": 0.08,  # fairseq: 32k of 400k steps
+    "num_train_epochs": 10,
 }
 
 

@@ -7,6 +7,7 @@
     gmp-tl stage1 ...               stage 1: emotion + frame-level GMP losses
     gmp-tl stage2 ...               stage 2: AM-Softmax emotion head from the stage-1 model
     gmp-tl plain ...                plain fine-tuning baseline (emotion loss only)
+    gmp-tl pretrain ...             HuBERT self-supervised (continued) pre-training on any audio, our k-means targets
     gmp-tl predict MODEL PATH...    label files, folders or manifests: one row per file (CSV/JSONL), plots
     gmp-tl export-onnx MODEL --output DIR   an ONNX model + a pipeline that runs it without torch
     gmp-tl app MODEL [--port 7860]  a web demo (upload or record a clip; ranking, gender, timeline plot)
@@ -31,7 +32,7 @@ import yaml
 from . import app, cross_validation, demo, onnx_export, predict
 from .arguments import ConfigError
 from .models.audio_io import AudioError
-from .recipes import extract_gmp, finetune
+from .recipes import extract_gmp, finetune, pretrain
 from .records import RecordMismatch, RunLocked
 
 
@@ -40,6 +41,7 @@ def _commands():
         "demo": demo.main,
         "cv": cross_validation.main,
         "extract": extract_gmp.main,
+        "pretrain": pretrain.main,
         "export-onnx": onnx_export.main,
         "predict": predict.main,
         "app": app.main,

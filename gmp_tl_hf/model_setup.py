@@ -76,6 +76,17 @@ def load_gmp_model(name_or_path: str | Path) -> GMPEmotionMixin:
     return GMP_MODELS[encoder_family(values.get("model_type", "hubert"))].from_pretrained(name_or_path)
 
 
+def load_feature_model(name_or_path: str | Path) -> GMPEmotionMixin:
+    """An encoder checkpoint (a stock one such as ``facebook/hubert-base-ls960``, or ours) as our model class,
+    for its ``layer_features``: its config made ours explicitly, the heads it lacks left unreported (unused)."""
+    values, _ = PretrainedConfig.get_config_dict(str(name_or_path))
+    family = encoder_family(values.get("model_type", "hubert"))
+    values = {key: value for key, value in values.items() if key not in CHECKPOINT_ONLY_KEYS}
+    config = GMP_CONFIGS[family](**{**values, "gmp_cluster_sizes": []})
+    with quiet_loading_report():
+        return GMP_MODELS[family].from_pretrained(name_or_path, config=config)
+
+
 def materialize_random_encoder(preset: str, directory: str | Path, seed: int, family: str = "hubert") -> str:
     """Save a randomly initialised encoder of ``family`` and ``preset`` size as a "pre-trained"
     checkpoint, so that every stage and arm of a from-scratch study starts from the very same weights."""

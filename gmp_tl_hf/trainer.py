@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import torch
 from torch.utils.data import SequentialSampler
 from transformers import ProgressCallback, Trainer, TrainerCallback
 
@@ -41,3 +42,28 @@ class LogFileCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if state.is_world_process_zero and logs:
             logger.debug("step %d: %s", state.global_step, {k: v for k, v in logs.items() if k != "total_flos"})
+
+
+class MaskedPredictionTrainer(SERTrainer):
+    """Pre-training: logs each target set's masked-prediction accuracy (over the frames scored since the
+    last log) beside the loss, so a run's log history shows what the encoder learns, not the loss alone."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._hits: torch.Tensor | None = None
+        self._scored: torch.Tensor | None = None
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        outputs = model(**inputs)
+        hits = (outputs.masked_accuracy * outputs.masked_frames).detach().double().cpu()
+        scored = outputs.masked_frames.detach().double().cpu()
+        self._hits = hits if self._hits is None else self._hits + hits
+        self._scored = scored if self._scored is None else self._scored + scored
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self._scored is not None:
+            for index, (hits, scored) in enumerate(zip(self._hits.tolist(), self._scored.tolist())):
+                logs[f"masked_accuracy_{index}"] = round(hits / max(scored, 1.0), 4)
+            self._hits = self._scored = None
+        super().log(logs, start_time)

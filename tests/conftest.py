@@ -60,6 +60,12 @@ def padded_batch(lengths: list[int], seed: int = 0) -> tuple[torch.Tensor, torch
     return values, mask
 
 
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory) -> str:
+    """Where the tiny synthetic corpus of the recipe tests is written (once per test module)."""
+    return str(tmp_path_factory.mktemp("synthetic"))
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

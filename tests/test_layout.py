@@ -16,6 +16,7 @@ LAYERS = [
     {"data"},
     {"gmp"},
     {"arguments", "presets", "processes", "records", "fold_data", "model_setup", "trainer", "hub", "plotting"},
+    {"pretraining"},
     {"recipes", "onnx_export", "predict"},
     {"cross_validation", "app"},
     {"demo"},

@@ -49,11 +49,6 @@ TINY_TRAINING = {
 }
 
 
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory):
-    return str(tmp_path_factory.mktemp("synthetic"))
-
-
 def tiny_config(corpus_dir: str) -> dict:
     return {
         "data": {**TINY_DATA, "data_dir": corpus_dir},

@@ -9,6 +9,7 @@ an interrupted run resumes where it stopped. Memory stays at one shard whatever 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import time
@@ -35,6 +36,11 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy())  # buffer, no copy
     return digest.hexdigest()
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a feature model runs (a parameter-free one, such as the MFCC front-end, by its buffers)."""
+    return next(itertools.chain(model.parameters(), model.buffers())).device
 
 
 def clip_lengths(dataset: Dataset) -> list[int]:
@@ -254,7 +260,7 @@ def extract_frame_features(
     ids, genders, lengths = dataset["id"], dataset["gender"], clip_lengths(dataset)
     batches = length_sorted_batches(lengths, int(max_batch_seconds * TARGET_SAMPLING_RATE), max_batch_size)
     mine = [b for b in batches[rank::world_size] if any(ids[i] not in done for i in b)]
-    device = next(model.parameters()).device
+    device = model_device(model)
     model.eval()
     buffer: list[np.ndarray] = []
     buffer_ids: list[str] = []

@@ -19,7 +19,7 @@ from transformers import Wav2Vec2FeatureExtractor
 
 from ..data.collator import decode
 from ..models.audio_io import TARGET_SAMPLING_RATE, longest_first
-from .features import clip_lengths, model_fingerprint
+from .features import clip_lengths, model_device, model_fingerprint
 from .quantizer import GMPQuantizer
 
 LABELS_VERSION = "1"  # bump when the labelling logic changes: invalidates cached datasets
@@ -41,7 +41,7 @@ def attach_gmp_labels(
     waves = [decode(audio, channel, model.config.min_input_samples) for audio in batch["audio"]]
     inputs = feature_extractor(
         waves, sampling_rate=TARGET_SAMPLING_RATE, padding=True, return_attention_mask=True, return_tensors="pt"
-    ).to(next(model.parameters()).device)
+    ).to(model_device(model))
     model.eval()
     with torch.autocast(inputs["input_values"].device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
         hidden, frame_mask = model.layer_features(inputs["input_values"], inputs["attention_mask"], quantizer.layer)

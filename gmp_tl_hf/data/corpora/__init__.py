@@ -11,7 +11,7 @@ from . import cremad, emodb, iemocap, ravdess
 from ._common import GENDERS, IEMOCAP4, LabelMap, Utterance, build_dataset, class_counts, report_errors
 from .cremad import load_cremad
 from .emodb import load_emodb
-from .generic import load_audiofolder, load_manifest
+from .generic import load_audiofolder, load_files, load_manifest
 from .iemocap import load_iemocap
 from .ravdess import load_ravdess
 
@@ -22,7 +22,7 @@ TO_IEMOCAP4: dict[str, LabelMap] = {
     "ravdess": ravdess.TO_IEMOCAP4,
     "cremad": cremad.TO_IEMOCAP4,
 }
-CORPORA = ("iemocap", "emodb", "ravdess", "cremad", "manifest", "audiofolder")
+CORPORA = ("iemocap", "emodb", "ravdess", "cremad", "manifest", "audiofolder", "files")
 
 
 def load_corpus(name: str, data_dir: str | Path, classes: str | None = None, on_error: str = "raise") -> Dataset:
@@ -40,10 +40,10 @@ def load_corpus(name: str, data_dir: str | Path, classes: str | None = None, on_
     if name == "iemocap":
         label_map = iemocap.STANDARD_4CLASS if classes == "iemocap4" else None
         return load_iemocap(data_dir, label_map=label_map, on_error=on_error)
-    if name in ("manifest", "audiofolder"):
+    if name in ("manifest", "audiofolder", "files"):
         if classes == "iemocap4":
             raise ValueError(f"classes='iemocap4' needs a known corpus; give {name} a label_map in Python instead")
-        loader = load_manifest if name == "manifest" else load_audiofolder
+        loader = {"manifest": load_manifest, "audiofolder": load_audiofolder, "files": load_files}[name]
         return loader(data_dir, on_error=on_error)
     loaders = {"emodb": load_emodb, "ravdess": load_ravdess, "cremad": load_cremad}
     label_map = TO_IEMOCAP4[name] if classes == "iemocap4" else None

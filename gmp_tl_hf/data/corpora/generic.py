@@ -1,4 +1,5 @@
-"""Any corpus: a CSV/JSONL manifest, or an ``audiofolder``-style tree (``<emotion>/<file>``)."""
+"""Any corpus: a CSV/JSONL manifest, an ``audiofolder``-style tree (``<emotion>/<file>``), or a folder of
+unlabelled recordings (``files``: for pre-training)."""
 
 from __future__ import annotations
 
@@ -122,5 +123,25 @@ def load_audiofolder(data_dir: str | Path, label_map: LabelMap | None = None, on
     if not utterances:
         raise FileNotFoundError(f"no audio files under {root}/<emotion>/")
     utterances = map_labels(utterances, label_map, root.name)
+    utterances, durations = check_files(utterances, on_error, root.name)
+    return build_dataset(utterances, durations, corpus=root.name)
+
+
+UNLABELLED = "unlabelled"
+
+
+def load_files(data_dir: str | Path, label_map: LabelMap | None = None, on_error: str = "raise") -> Dataset:
+    """Every audio file under ``data_dir`` (any depth), unlabelled: emotion ``"unlabelled"``, gender
+    unknown, each file its own speaker. What pre-training reads from a user's own recordings."""
+    root = Path(data_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root} is not a folder")
+    utterances = [
+        Utterance(str(path.relative_to(root).with_suffix("")), str(path), UNLABELLED, None, path.stem)
+        for path in sorted(root.rglob("*"))
+        if path.suffix.lower() in AUDIO_SUFFIXES and not path.name.startswith("._")
+    ]
+    if not utterances:
+        raise FileNotFoundError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {root}")
     utterances, durations = check_files(utterances, on_error, root.name)
     return build_dataset(utterances, durations, corpus=root.name)
