@@ -6,8 +6,9 @@ encoder, both measured in this run.
 
 A step is forward + backward + AdamW update on a batch of ``--batch`` clips of ``--seconds`` seconds, in
 float32 as the CPU configs train (``--bf16``: under bf16 autocast, for CPUs with bf16 instructions).
-Pre-training: HuBERT's masked prediction over one target set of 100 codewords (mask_prob 0.8, span 10). Baseline: ``HubertForGMPEmotion`` with emotion,
-gender and three GMP scales (50/100/500), the stage-1 step. Median step time after one warm-up step.
+Pre-training: HuBERT's masked prediction over one target set of 100 codewords (mask_prob 0.8, span 10).
+Baseline: ``HubertForGMPEmotion`` with emotion, gender and three GMP scales (50/100/500), the stage-1
+step. Median step time after one warm-up step.
 """
 
 from __future__ import annotations
