@@ -16,6 +16,11 @@ Arms (same folds, seeds and per-stage epochs; configs recipes/configs/<corpus>_s
     linear-stage2   gmp-tl with a linear stage-2 head; reuses MTL, GMPs and stage 1 of gmp-tl (same seed)
     fresh-stage2    gmp-tl with a freshly drawn AM-Softmax head in stage 2; reuses the same three
 
+With --pretrained CONFIG (a pre-training config, e.g. recipes/configs/pretrain_small_ravdess12.yaml for
+--corpus emodb) the encoder is first pre-trained with it (once, under <output_dir>/pretrain/<config name>) and
+every neural arm starts from that encoder instead of the random one; results go to
+<output_dir>/<corpus>/<classes>/from-<config name>/ and the archive's from-<config name>/ folder.
+
 Reused folders are copied; their records match by content. An interrupted study resumes: finished
 steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}:
 mean +- std over folds (averaged over seeds), the spread of the seed means, the gender head's accuracy,
@@ -52,7 +57,8 @@ from gmp_tl_hf.cross_validation import run_cv
 from gmp_tl_hf.data import decode
 from gmp_tl_hf.data.metrics import aggregate_folds, ser_metrics
 from gmp_tl_hf.fold_data import load_data
-from gmp_tl_hf.records import RecordMismatch, code_version, differences
+from gmp_tl_hf.recipes import pretrain
+from gmp_tl_hf.records import RecordMismatch, code_version, differences, read_record
 
 logger = logging.getLogger("gmp_tl_hf.study")
 REPO = Path(__file__).resolve().parents[2]
@@ -143,10 +149,21 @@ def run_mfcc(config: dict, output_dir: Path) -> dict:
 
 def archived_settings(config: dict, chain: str, corpus: str) -> dict:
     """What an archived fold is compared on: the arm's config and chain, with the corpus named instead of
-    the machine's path to it."""
+    the machine's path to it, and a pre-trained encoder by its record (settings and inputs), not its path."""
     settings = json.loads(json.dumps(config))
     settings["data"]["data_dir"] = corpus
+    source = settings["model"].get("model_name_or_path")
+    if source and read_record(source):
+        record = read_record(source)
+        settings["model"]["model_name_or_path"] = {"settings": record["settings"], "inputs": record["inputs"]}
     return {"chain": chain, "config": settings}
+
+
+def pretrained_encoder(config_path: Path, output_dir: Path) -> Path:
+    """Pre-train with ``config_path`` once (resumable, refused on other settings like any step)."""
+    directory = output_dir / "pretrain" / config_path.stem
+    pretrain.main(["--config", str(config_path), "--output_dir", str(directory), "--resume_from_checkpoint", "last"])
+    return directory
 
 
 def archived_fold(path: Path, settings: dict) -> dict | None:
@@ -225,6 +242,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--ablation_seeds", type=int, nargs="+", default=None, help="default: the first seed")
     parser.add_argument("--folds", type=int, nargs="+", default=None, help="default: all (a subset for a quick look)")
     parser.add_argument("--archive", default=None, help="default: recipes/studies/results/<corpus>/<classes>")
+    parser.add_argument("--pretrained", default=None, help="a pre-training config: start every arm from its encoder")
     parser.add_argument(
         "--archived_only", action="store_true", help="train nothing: tabulate the arms and seeds the archive completes"
     )
@@ -235,6 +253,11 @@ def main(argv: list[str] | None = None) -> dict:
     data_dir = str(args.data_dir or default_data)
     root = Path(args.output_dir) / args.corpus / args.classes
     archive = Path(args.archive or REPO / "recipes" / "studies" / "results" / args.corpus / args.classes)
+    if args.pretrained:
+        encoder = pretrained_encoder(Path(args.pretrained), Path(args.output_dir))
+        base["model"] = {**base["model"], "model_name_or_path": str(encoder.resolve())}
+        base["model"].pop("encoder_preset", None)
+        root, archive = root / f"from-{Path(args.pretrained).stem}", archive / f"from-{Path(args.pretrained).stem}"
     folds = args.folds or sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
     results: dict[str, list[dict]] = {}
     timings: dict[str, list[float]] = {}
