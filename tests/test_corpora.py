@@ -133,6 +133,23 @@ def test_audiofolder(tmp_path):
     assert Counter(dataset.features["emotion"].int2str(dataset["emotion"])) == {"angry": 2, "neutral": 1}
 
 
+def test_a_folder_of_unlabelled_recordings(tmp_path):
+    write_emodb(tmp_path / "day1", ["a.wav", "b.wav"])
+    write_emodb(tmp_path / "day2" / "mic", ["a.wav"])
+    (tmp_path / "notes.txt").write_text("not audio")
+    dataset = load_corpus("files", tmp_path)
+    assert sorted(dataset["id"]) == ["day1/a", "day1/b", "day2/mic/a"]  # unique though the names repeat
+    assert set(dataset.features["emotion"].int2str(dataset["emotion"])) == {"unlabelled"}
+    assert set(dataset["gender"]) == {-1}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="no audio files"):
+        load_corpus("files", tmp_path / "empty")
+    (tmp_path / "day1" / "c.wav").write_bytes(b"RIFF broken")
+    with pytest.raises(AudioError, match="c.wav"):
+        load_corpus("files", tmp_path)
+    assert len(load_corpus("files", tmp_path, on_error="skip")) == 3
+
+
 def test_real_emodb(emodb_dir):
     dataset = load_corpus("emodb", emodb_dir)
     assert len(dataset) == 535
