@@ -400,6 +400,14 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     assert {feature for feature, _, _ in probes} == expected
     assert all(len(values) == 1 and 0.0 <= values[0] <= 1.0 for values in probes.values())  # one fold
 
+    import gmp_purity  # what the GMPs encode, and how two runs' labels agree (here: a run with itself)
+
+    purity = gmp_purity.main([str(root / "gmp-tl" / "seed7"), "--compare", str(root / "gmp-tl" / "seed7")])
+    assert [row["clusters"] for row in purity] == [4, 8]
+    for row in purity:
+        assert row["emotion_majority"] <= row["emotion_purity"] <= 1.0 and 0.0 <= row["emotion_nmi"] <= 1.0
+        assert row["agreement_nmi"] == pytest.approx(1.0)
+
     # another machine or session: no run folders, only the committed archive; every fold comes from it
     archived = json.loads((tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_text())
     assert archived["settings"]["config"]["data"]["data_dir"] == "emodb" and archived["code"]["package"]
