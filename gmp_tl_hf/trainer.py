@@ -6,7 +6,10 @@ import logging
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import ProgressCallback, Trainer, TrainerCallback
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback, TrainingArguments
+
+from .processes import process_state
+from .records import newest_complete_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -67,3 +70,23 @@ class MaskedPredictionTrainer(SERTrainer):
                 logs[f"masked_accuracy_{index}"] = round(hits / max(scored, 1.0), 4)
             self._hits = self._scored = None
         super().log(logs, start_time)
+
+
+def quiet_console(trainer: Trainer) -> None:
+    """Swap the Trainer's console printers for ours (logs to the log file, the training bar alone)."""
+    for printer, replacement in ((ProgressCallback, QuietProgressCallback), (PrinterCallback, LogFileCallback)):
+        if trainer.pop_callback(printer) is not None:
+            trainer.add_callback(replacement)
+
+
+def resume_point(training_args: TrainingArguments) -> str | None:
+    """``--resume_from_checkpoint`` as given; for ``last``, the newest complete ``checkpoint-*`` of the
+    output folder (the main process sets broken ones aside first, then every process looks)."""
+    resume = training_args.resume_from_checkpoint
+    if resume != "last":
+        return resume
+    state = process_state()
+    if state.is_main_process:
+        newest_complete_checkpoint(training_args.output_dir)
+    state.wait_for_everyone()
+    return newest_complete_checkpoint(training_args.output_dir)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 # Before transformers/datasets are imported anywhere: no network, and caches inside the session.
@@ -15,6 +16,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import numpy as np
 import pytest
 import torch
+from transformers import Trainer
 
 from gmp_tl_hf import GMP_MODELS, HubertForGMPEmotion, HubertGMPConfig
 from gmp_tl_hf.models.configuration_hubert_gmp import GMP_CONFIGS
@@ -85,3 +87,20 @@ def speechlike(seconds: float, sampling_rate: int = 16000, f0: float = 150.0, se
     wave = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6))
     wave *= 0.5 * (1 + np.sin(2 * np.pi * 3 * t))
     return (0.1 * wave + 0.01 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+@contextmanager
+def crash_after_the_first_checkpoint():
+    """Training inside raises KeyboardInterrupt right after its first checkpoint is written (a crash)."""
+    original = Trainer._save_checkpoint
+
+    def save_then_crash(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        raise KeyboardInterrupt("simulated crash after the first checkpoint")
+
+    Trainer._save_checkpoint = save_then_crash
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            yield
+    finally:
+        Trainer._save_checkpoint = original

@@ -10,10 +10,10 @@ import logging
 import numpy as np
 import pytest
 import torch
-from conftest import REPO_ROOT, padded_batch
+from conftest import REPO_ROOT, crash_after_the_first_checkpoint, padded_batch
 from safetensors.torch import load_file
 from test_recipes import TINY_DATA, TINY_TRAINING
-from transformers import HubertConfig, Trainer, TrainingArguments
+from transformers import HubertConfig, TrainingArguments
 
 from gmp_tl_hf.arguments import PRETRAIN_DEFAULTS, DataArguments, PretrainArguments, load_config_file
 from gmp_tl_hf.cli import main as cli
@@ -96,23 +96,13 @@ def _pretrain_args(corpus_dir, output_dir, **changes):
     return args, data, training
 
 
-def test_pretrain_iterations_resume_records_and_every_recipe_loads_the_result(
-    corpus_dir, tmp_path, monkeypatch, caplog
-):
+def test_pretrain_iterations_resume_records_and_every_recipe_loads_the_result(corpus_dir, tmp_path, caplog):
     # iteration 1 (MFCC targets), uninterrupted and crashed after its first checkpoint, then resumed
     reference = run_pretrain(*_pretrain_args(corpus_dir, tmp_path / "full"))
     assert reference["global_step"] == 6 and reference["targets"]["targets"] == "mfcc"
     assert {"loss", "masked_accuracy_0"} <= set(reference["history"][-1])
-    original = Trainer._save_checkpoint
-
-    def crash_after_first_checkpoint(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt("simulated crash after checkpoint-3")
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", crash_after_first_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_the_first_checkpoint():
         run_pretrain(*_pretrain_args(corpus_dir, tmp_path / "iter1"))
-    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
     args, data, training = _pretrain_args(
         corpus_dir,
         tmp_path / "iter1",

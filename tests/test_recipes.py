@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT
+from conftest import REPO_ROOT, crash_after_the_first_checkpoint
 from datasets import load_from_disk
 from hub_server import HubServer
 from safetensors.torch import load_file
@@ -222,18 +222,10 @@ def _mtl_args(corpus_dir, output_dir, **training):
     return data, model, args
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(corpus_dir, tmp_path, monkeypatch):
+def test_resume_after_a_crash_matches_an_uninterrupted_run(corpus_dir, tmp_path):
     reference = run_finetune("mtl", *_mtl_args(corpus_dir, tmp_path / "full"))
-    original = Trainer._save_checkpoint
-
-    def crash_after_first_checkpoint(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        raise KeyboardInterrupt("simulated crash after checkpoint-3")
-
-    monkeypatch.setattr(Trainer, "_save_checkpoint", crash_after_first_checkpoint)
-    with pytest.raises(KeyboardInterrupt):
+    with crash_after_the_first_checkpoint():
         run_finetune("mtl", *_mtl_args(corpus_dir, tmp_path / "crash"))
-    monkeypatch.setattr(Trainer, "_save_checkpoint", original)
     assert (tmp_path / "crash" / "checkpoint-3").is_dir() and not (tmp_path / "crash" / "results.json").exists()
     resumed = run_finetune("mtl", *_mtl_args(corpus_dir, tmp_path / "crash", resume_from_checkpoint="last"))
     assert resumed["global_step"] == reference["global_step"] == 6

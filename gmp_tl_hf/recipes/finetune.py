@@ -19,8 +19,6 @@ from typing import Any
 import numpy as np
 from datasets import DatasetDict, load_from_disk
 from transformers import (
-    PrinterCallback,
-    ProgressCallback,
     TrainingArguments,
     set_seed,
 )
@@ -44,13 +42,12 @@ from ..records import (
     close_step,
     fingerprint_rows,
     fingerprint_source,
-    newest_complete_checkpoint,
     open_step,
     read_record,
     resolved_settings,
     run_lock,
 )
-from ..trainer import LogFileCallback, QuietProgressCallback, SERTrainer
+from ..trainer import SERTrainer, quiet_console, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -177,19 +174,11 @@ def run_finetune(
             compute_metrics=make_compute_metrics(model.config.id2label),
             callbacks=[CropEpochCallback(collator)],
         )
-        for printer, replacement in ((ProgressCallback, QuietProgressCallback), (PrinterCallback, LogFileCallback)):
-            if trainer.pop_callback(printer) is not None:
-                trainer.add_callback(replacement)
+        quiet_console(trainer)
         check_processes_connected(trainer)
 
         # Train (resuming from the newest complete checkpoint with --resume_from_checkpoint last)
-        resume = training_args.resume_from_checkpoint
-        if resume == "last":  # the newest complete checkpoint-*: the main process sets broken ones aside first
-            if state.is_main_process:
-                newest_complete_checkpoint(output_dir)
-            state.wait_for_everyone()
-            resume = newest_complete_checkpoint(output_dir)
-        train_output = trainer.train(resume_from_checkpoint=resume)
+        train_output = trainer.train(resume_from_checkpoint=resume_point(training_args))
         logger.log(
             logging.INFO if state.num_processes > 1 else logging.DEBUG,  # says each rank took part
             "rank %d/%d: trained %d optimizer steps on %d training clips",

@@ -24,7 +24,7 @@ from typing import Any
 
 from datasets import Dataset, load_from_disk
 from safetensors.torch import save_file
-from transformers import PretrainedConfig, PrinterCallback, ProgressCallback, TrainingArguments, set_seed
+from transformers import PretrainedConfig, TrainingArguments, set_seed
 
 from ..arguments import (
     PRETRAIN_DEFAULTS,
@@ -58,13 +58,12 @@ from ..records import (
     close_step,
     fingerprint_rows,
     fingerprint_source,
-    newest_complete_checkpoint,
     open_step,
     read_record,
     resolved_settings,
     run_lock,
 )
-from ..trainer import LogFileCallback, MaskedPredictionTrainer, QuietProgressCallback
+from ..trainer import MaskedPredictionTrainer, quiet_console, resume_point
 
 logger = logging.getLogger(__name__)
 
@@ -198,19 +197,11 @@ def run_pretrain(
             processing_class=extractor,
             callbacks=[CropEpochCallback(collator)],
         )
-        for printer, replacement in ((ProgressCallback, QuietProgressCallback), (PrinterCallback, LogFileCallback)):
-            if trainer.pop_callback(printer) is not None:
-                trainer.add_callback(replacement)
+        quiet_console(trainer)
         check_processes_connected(trainer)
 
         # Train (resuming from the newest complete checkpoint with --resume_from_checkpoint last)
-        resume = training_args.resume_from_checkpoint
-        if resume == "last":
-            if state.is_main_process:
-                newest_complete_checkpoint(output_dir)
-            state.wait_for_everyone()
-            resume = newest_complete_checkpoint(output_dir)
-        train_output = trainer.train(resume_from_checkpoint=resume)
+        train_output = trainer.train(resume_from_checkpoint=resume_point(training_args))
 
         # Save: the encoder as a stock checkpoint, the head, results, record
         crop = data_args.max_duration
