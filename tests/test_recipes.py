@@ -420,13 +420,21 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     pretraining = {"encoder_preset": "tiny", "cluster_sizes": [6], "mask_length": 4, **TINY_DATA,
                    "data_dir": corpus_dir, "max_steps": 2, "report_to": "none"}  # fmt: skip
     (tmp_path / "pt_tiny.yaml").write_text(yaml.safe_dump(pretraining))
-    pretrained = study.main([*argv[:8], "--arms", "plain-epochs", "--seeds", "7", "--folds", "0", "--archive",
-                             str(tmp_path / "archive"), "--pretrained", str(tmp_path / "pt_tiny.yaml")])  # fmt: skip
+    from_pretrained = [*argv[:8], "--arms", "plain-epochs", "--seeds", "7", "--folds", "0", "--archive",
+                       str(tmp_path / "archive"), "--pretrained", str(tmp_path / "pt_tiny.yaml")]  # fmt: skip
+    pretrained = study.main(from_pretrained)
     assert set(pretrained["arms"]) == {"plain-epochs"}
     entry = json.loads((tmp_path / "archive" / "from-pt_tiny" / "plain-epochs" / "seed7" / "fold0.json").read_text())
-    assert entry["settings"]["config"]["model"]["model_name_or_path"]["settings"]["stage"] == "pretrain"
-    assert "encoder_preset" not in entry["settings"]["config"]["model"]
+    encoder = entry["settings"]["config"]["model"]["model_name_or_path"]
+    assert (
+        encoder["settings"]["stage"] == "pretrain" and encoder["settings"]["DataArguments"]["data_dir"] == "synthetic"
+    )
     assert (tmp_path / "study" / "pretrain" / "pt_tiny" / "model.safetensors").is_file()
+    # the archive is read on another machine without pre-training again
+    shutil.rmtree(tmp_path / "study" / "pretrain")
+    again = study.main([*from_pretrained, "--archived_only"])
+    assert again["arms"] == pretrained["arms"] and not (tmp_path / "study" / "pretrain" / "pt_tiny").exists()
+    assert "encoder_preset" not in entry["settings"]["config"]["model"]
     config["training"]["learning_rate"] = 0.0123  # other settings: refused, naming the key, archive untouched
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     before = (tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_bytes()

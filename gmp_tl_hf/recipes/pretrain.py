@@ -131,14 +131,25 @@ def make_targets(
     return labelled, quantizer, summary
 
 
+def step_record(
+    args: PretrainArguments, data_args: DataArguments, training_args: TrainingArguments, rows: Dataset
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The settings and inputs a pre-training run's record holds (what a rerun is compared on); known
+    before any training, so a study can name an encoder it has not (re)made on this machine."""
+    paths = ("model_name_or_path", "target_model")  # compared by content, through the inputs
+    settings = {"stage": "pretrain", **resolved_settings(args, data_args, training_args, drop=paths)}
+    inputs = {"data": fingerprint_rows({"audio": rows}), "source": encoder_source(args, training_args.seed)}
+    if args.target_model:
+        inputs["target_model"] = fingerprint_source(args.target_model)
+    return settings, inputs
+
+
 def run_pretrain(
     args: PretrainArguments, data_args: DataArguments, training_args: TrainingArguments, overwrite: bool = False
 ) -> dict[str, Any]:
     """Pre-train on ``data_args``'s audio; see the module docstring for what ``output_dir`` receives."""
     state = process_state()
     output_dir = Path(training_args.output_dir)
-    paths = ("model_name_or_path", "target_model")  # compared by content, through the inputs
-    settings = {"stage": "pretrain", **resolved_settings(args, data_args, training_args, drop=paths)}
     with run_lock(output_dir, enabled=state.is_main_process):
         # Arguments: what the recipe fixes itself
         training_args.remove_unused_columns = False  # the collator needs the audio column
@@ -146,9 +157,7 @@ def run_pretrain(
 
         # Data: the clips to pre-train on; the record refuses or reuses before any work
         rows = pretraining_rows(data_args, args.audio)
-        inputs = {"data": fingerprint_rows({"audio": rows}), "source": encoder_source(args, training_args.seed)}
-        if args.target_model:
-            inputs["target_model"] = fingerprint_source(args.target_model)
+        settings, inputs = step_record(args, data_args, training_args, rows)
         open_step(output_dir, "pretrain", settings, inputs, overwrite, write=state.is_main_process)
         state.wait_for_everyone()
         if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
@@ -233,13 +242,27 @@ def run_pretrain(
         return results
 
 
-def main(argv: list[str] | None = None) -> dict[str, Any]:
-    """Command-line entry of the pre-training recipe (``gmp-tl pretrain``)."""
+def parse_pretrain_args(argv: list[str] | None = None) -> tuple:
+    """(PretrainArguments, DataArguments, TrainingArguments, RunArguments) from a config and flags."""
     process_state()  # before TrainingArguments set up the process group
-    args, data_args, training_args, run_args = parse_args(
+    parsed = parse_args(
         (PretrainArguments, DataArguments, TrainingArguments, RunArguments), argv, defaults=PRETRAIN_DEFAULTS
     )
-    check_training_arguments(training_args)
+    check_training_arguments(parsed[2])
+    return parsed
+
+
+def expected_record(argv: list[str]) -> dict[str, Any]:
+    """The record (settings and inputs) that ``gmp-tl pretrain ARGV`` writes, without training."""
+    args, data_args, training_args, _ = parse_pretrain_args(argv)
+    rows = pretraining_rows(data_args, args.audio)
+    settings, inputs = step_record(args, data_args, training_args, rows)
+    return {"settings": settings, "inputs": inputs}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Command-line entry of the pre-training recipe (``gmp-tl pretrain``)."""
+    args, data_args, training_args, run_args = parse_pretrain_args(argv)
     results = run_pretrain(args, data_args, training_args, overwrite=run_args.overwrite)
     if process_state().is_main_process:
         last = results["history"][-1] if results["history"] else {}

@@ -58,7 +58,7 @@ from gmp_tl_hf.data import decode
 from gmp_tl_hf.data.metrics import aggregate_folds, ser_metrics
 from gmp_tl_hf.fold_data import load_data
 from gmp_tl_hf.recipes import pretrain
-from gmp_tl_hf.records import RecordMismatch, code_version, differences, read_record
+from gmp_tl_hf.records import RecordMismatch, code_version, differences
 
 logger = logging.getLogger("gmp_tl_hf.study")
 REPO = Path(__file__).resolve().parents[2]
@@ -147,23 +147,27 @@ def run_mfcc(config: dict, output_dir: Path) -> dict:
     return summary
 
 
-def archived_settings(config: dict, chain: str, corpus: str) -> dict:
+def archived_settings(config: dict, chain: str, corpus: str, encoder: dict | None = None) -> dict:
     """What an archived fold is compared on: the arm's config and chain, with the corpus named instead of
-    the machine's path to it, and a pre-trained encoder by its record (settings and inputs), not its path."""
+    the machine's path to it, and a pre-trained ``encoder`` by its record (settings and inputs)."""
     settings = json.loads(json.dumps(config))
     settings["data"]["data_dir"] = corpus
-    source = settings["model"].get("model_name_or_path")
-    if source and read_record(source):
-        record = read_record(source)
-        settings["model"]["model_name_or_path"] = {"settings": record["settings"], "inputs": record["inputs"]}
+    if encoder is not None:
+        encoder = json.loads(json.dumps(encoder))
+        corpus_of_encoder = encoder["settings"]["DataArguments"]
+        corpus_of_encoder["data_dir"] = corpus_of_encoder["dataset"]  # the corpus, not this machine's path to it
+        settings["model"]["model_name_or_path"] = encoder
     return {"chain": chain, "config": settings}
 
 
-def pretrained_encoder(config_path: Path, output_dir: Path) -> Path:
-    """Pre-train with ``config_path`` once (resumable, refused on other settings like any step)."""
+def pretrained_encoder(config_path: Path, output_dir: Path, train: bool = True) -> tuple[Path, dict]:
+    """Pre-train with ``config_path`` once (resumable, refused on other settings like any step); its folder
+    and record. ``train=False``: only the record it would have (to read the archive without training)."""
     directory = output_dir / "pretrain" / config_path.stem
-    pretrain.main(["--config", str(config_path), "--output_dir", str(directory), "--resume_from_checkpoint", "last"])
-    return directory
+    argv = ["--config", str(config_path), "--output_dir", str(directory), "--resume_from_checkpoint", "last"]
+    if train:
+        pretrain.main(argv)
+    return directory, pretrain.expected_record(argv)
 
 
 def archived_fold(path: Path, settings: dict) -> dict | None:
@@ -202,9 +206,11 @@ def merge_folds(summaries: list[dict]) -> dict:
     return merged
 
 
-def run_arm(config: dict, chain: str, corpus: str, run_dir: Path, archive: Path, folds: list[int]) -> dict:
+def run_arm(
+    config: dict, chain: str, corpus: str, run_dir: Path, archive: Path, folds: list[int], encoder: dict | None
+) -> dict:
     """All ``folds`` of one arm and seed, fold by fold, each taken from the archive when it is there."""
-    settings = archived_settings(config, chain, corpus)
+    settings = archived_settings(config, chain, corpus, encoder)
     summaries = []
     for fold in folds:
         path = archive / f"fold{fold}.json"
@@ -253,9 +259,10 @@ def main(argv: list[str] | None = None) -> dict:
     data_dir = str(args.data_dir or default_data)
     root = Path(args.output_dir) / args.corpus / args.classes
     archive = Path(args.archive or REPO / "recipes" / "studies" / "results" / args.corpus / args.classes)
+    encoder = None
     if args.pretrained:
-        encoder = pretrained_encoder(Path(args.pretrained), Path(args.output_dir))
-        base["model"] = {**base["model"], "model_name_or_path": str(encoder.resolve())}
+        directory, encoder = pretrained_encoder(Path(args.pretrained), Path(args.output_dir), not args.archived_only)
+        base["model"] = {**base["model"], "model_name_or_path": str(directory.resolve())}
         base["model"].pop("encoder_preset", None)
         root, archive = root / f"from-{Path(args.pretrained).stem}", archive / f"from-{Path(args.pretrained).stem}"
     folds = args.folds or sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
@@ -277,7 +284,7 @@ def main(argv: list[str] | None = None) -> dict:
                     incomplete.append(f"{arm} seed {seed} ({done} of {len(folds)} folds archived)")
                     continue
                 copy_reused_steps(root, arm, seed, run_dir)
-                summary = run_arm(config, chain, args.corpus, run_dir, archive / arm / f"seed{seed}", folds)
+                summary = run_arm(config, chain, args.corpus, run_dir, archive / arm / f"seed{seed}", folds, encoder)
             # a CV run reports the training + extraction time its steps recorded (right after resuming too)
             timings.setdefault(arm, []).append(summary.get("compute_time_s", time.perf_counter() - start))
             for stage in ("mtl", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),):
