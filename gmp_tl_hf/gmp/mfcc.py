@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..models.configuration_hubert_gmp import conv_output_length
+from ..models.configuration_hubert_gmp import conv_output_length, receptive_field
 
 SAMPLING_RATE = 16000
 
@@ -111,11 +111,3 @@ class MFCCFrames(nn.Module):
             features[row, : len(clip)] = clip
             frame_mask[row, : len(clip)] = True
         return features, frame_mask
-
-
-def receptive_field(kernels, strides) -> int:
-    """The receptive field of one output frame of a conv stack (400 samples for HuBERT's)."""
-    field = 1
-    for kernel, stride in zip(reversed(list(kernels)), reversed(list(strides))):
-        field = (field - 1) * stride + kernel
-    return field

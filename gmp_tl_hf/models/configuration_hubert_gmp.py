@@ -27,6 +27,14 @@ def conv_output_length(num_samples, kernels: Sequence[int], strides: Sequence[in
     return length
 
 
+def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """Waveform samples one output frame of a stack of unpadded 1-D convolutions sees (400 for HuBERT's)."""
+    samples = 1
+    for kernel, stride in reversed(list(zip(kernels, strides))):
+        samples = (samples - 1) * stride + kernel
+    return samples
+
+
 class GMPConfigMixin:
     r"""The fields of the emotion/gender heads and frame-level GMP heads (GMP-TL, arXiv 2405.02151),
     added to an encoder family's configuration (HuBERT, WavLM, wav2vec 2.0).
@@ -151,10 +159,7 @@ class GMPConfigMixin:
     @property
     def min_input_samples(self) -> int:
         """Fewest waveform samples that give one encoder frame (400 at 16 kHz: 25 ms)."""
-        samples = 1
-        for kernel, stride in reversed(list(zip(self.conv_kernel, self.conv_stride))):
-            samples = (samples - 1) * stride + kernel
-        return samples
+        return receptive_field(self.conv_kernel, self.conv_stride)
 
     def num_frames(self, num_samples: int) -> int:
         """Encoder frames for a clip of ``num_samples`` samples, 0 for clips shorter than one frame."""
