@@ -21,6 +21,8 @@ from transformers import Trainer, TrainingArguments, pipeline
 
 from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
+from gmp_tl_hf.data.splits import fold_split
+from gmp_tl_hf.fold_data import load_data
 from gmp_tl_hf.recipes.finetune import run_finetune
 from gmp_tl_hf.records import RecordMismatch
 
@@ -435,6 +437,21 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     again = study.main([*from_pretrained, "--archived_only"])
     assert again["arms"] == pretrained["arms"] and not (tmp_path / "study" / "pretrain" / "pt_tiny").exists()
     assert "encoder_preset" not in entry["settings"]["config"]["model"]
+    # task-adaptive: one encoder per fold, pre-trained on that fold's training audio only (no test speaker)
+    (tmp_path / "pt_adaptive.yaml").write_text(yaml.safe_dump({**pretraining, "audio": "training_folds"}))
+    adaptive = [*from_pretrained[:-1], str(tmp_path / "pt_adaptive.yaml")]
+    assert set(study.main(adaptive)["arms"]) == {"plain-epochs"}
+    archived = tmp_path / "archive" / "from-pt_adaptive" / "plain-epochs" / "seed7" / "fold0.json"
+    encoder = json.loads(archived.read_text())["settings"]["config"]["model"]["model_name_or_path"]["settings"]
+    assert encoder["PretrainArguments"]["audio"] == "training_folds" and encoder["DataArguments"]["fold"] == 0
+    pretrained_dir = tmp_path / "study" / "pretrain" / "pt_adaptive-synthetic-native-fold0"
+    heard = json.loads((pretrained_dir / "pretrain_results.json").read_text())["data"]["clips"]
+    rows = load_data(DataArguments(**{**TINY_DATA, "data_dir": corpus_dir}))
+    assert heard == len(fold_split(rows, 0)["train"]) < len(rows)
+    assert (tmp_path / "study" / "emodb" / "native" / "from-pt_adaptive" / "fold0" / "plain-epochs" / "seed7").is_dir()
+    shutil.rmtree(pretrained_dir)  # every fold archived: a rerun pre-trains nothing
+    assert study.main(adaptive)["arms"] == study.main([*adaptive, "--archived_only"])["arms"]
+    assert not pretrained_dir.exists()
     config["training"]["learning_rate"] = 0.0123  # other settings: refused, naming the key, archive untouched
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     before = (tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_bytes()

@@ -19,7 +19,11 @@ Arms (same folds, seeds and per-stage epochs; configs recipes/configs/<corpus>_s
 With --pretrained CONFIG (a pre-training config, e.g. recipes/configs/pretrain_small_ravdess12.yaml for
 --corpus emodb) the encoder is first pre-trained with it (once, under <output_dir>/pretrain/<config name>) and
 every neural arm starts from that encoder instead of the random one; results go to
-<output_dir>/<corpus>/<classes>/from-<config name>/ and the archive's from-<config name>/ folder.
+<output_dir>/<corpus>/<classes>/from-<config name>/ and the archive's from-<config name>/ folder. A
+task-adaptive config (``audio: training_folds``, e.g. recipes/configs/pretrain_small_adaptive.yaml) pre-trains
+one encoder per fold instead, on that fold's training audio of the study's corpus (never its test speakers),
+under <output_dir>/pretrain/<config name>-<corpus>-<classes>-fold<k>; each fold's arms start from its own
+encoder. An encoder is pre-trained only when a fold that needs it is not archived yet.
 
 Reused folders are copied; their records match by content. An interrupted study resumes: finished
 steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}:
@@ -42,6 +46,7 @@ import json
 import logging
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +75,7 @@ ARMS = (
     "mfcc", "plain-compute", "plain-epochs", "gmp-tl", "no-gender", "single-scale", "linear-stage2", "fresh-stage2",
 )  # fmt: skip
 REUSE = {"single-scale": ("mtl",), **{arm: ("mtl", "gmp", "stage1") for arm in ("linear-stage2", "fresh-stage2")}}
+FINE_TUNING_ONLY = ("max_duration", "validation", "validation_size")  # data keys pre-training does not take
 CHANGES = {
     "no-gender": ("mtl", "gender_loss_weight", 0.0),
     "single-scale": ("gmp", "cluster_sizes", [100]),
@@ -160,14 +166,52 @@ def archived_settings(config: dict, chain: str, corpus: str, encoder: dict | Non
     return {"chain": chain, "config": settings}
 
 
-def pretrained_encoder(config_path: Path, output_dir: Path, train: bool = True) -> tuple[Path, dict]:
+def pretrained_encoder(
+    config_path: Path, output_dir: Path, train: bool = True, fold_data: dict | None = None
+) -> tuple[Path, dict]:
     """Pre-train with ``config_path`` once (resumable, refused on other settings like any step); its folder
-    and record. ``train=False``: only the record it would have (to read the archive without training)."""
-    directory = output_dir / "pretrain" / config_path.stem
-    argv = ["--config", str(config_path), "--output_dir", str(directory), "--resume_from_checkpoint", "last"]
+    and record. ``train=False``: only the record it would have (to read the archive without training).
+    ``fold_data``: the data arguments of one fold of the study's corpus, for a task-adaptive config."""
+    name = config_path.stem
+    argv = ["--config", str(config_path), "--resume_from_checkpoint", "last"]
+    if fold_data is not None:
+        name += f"-{fold_data['dataset']}-{fold_data['classes']}-fold{fold_data['fold']}"
+        argv += [item for key, value in fold_data.items() if value is not None for item in (f"--{key}", str(value))]
+    directory = output_dir / "pretrain" / name
+    argv += ["--output_dir", str(directory)]
     if train:
         pretrain.main(argv)
     return directory, pretrain.expected_record(argv)
+
+
+def is_task_adaptive(config_path: Path) -> bool:
+    """A pre-training config on the training folds' audio: one encoder per fold of the study's corpus."""
+    return load_config_file(config_path).get("audio") == "training_folds"
+
+
+def encoder_groups(
+    args: argparse.Namespace, base: dict, data_dir: str, folds: list[int], root: Path, archive: Path
+) -> Iterator[tuple[list[int], Path, dict, dict | None]]:
+    """(folds, run root, config, encoder record) for each encoder an arm starts from: the random one, the
+    one pre-trained with ``--pretrained``, or (task-adaptive) one pre-trained on each fold's training audio.
+    An encoder is pre-trained only when one of its folds is not archived yet."""
+    if not args.pretrained:
+        yield folds, root, base, None
+        return
+    pretraining = Path(args.pretrained)
+    groups = [(fold, [fold], root / f"fold{fold}") for fold in folds] if is_task_adaptive(pretraining) else [
+        (None, folds, root)
+    ]  # fmt: skip
+    for fold, group, group_root in groups:
+        fold_data = None
+        if fold is not None:  # the study's corpus and protocol, this fold's training audio (validation speakers too)
+            fold_data = {key: value for key, value in base["data"].items() if key not in FINE_TUNING_ONLY}
+            fold_data.update(data_dir=data_dir, classes=args.classes, fold=fold)
+        missing = any(not (archive / f"fold{k}.json").is_file() for k in group)
+        directory, encoder = pretrained_encoder(pretraining, Path(args.output_dir), missing and not args.archived_only,
+                                                fold_data)  # fmt: skip
+        model = {key: value for key, value in base["model"].items() if key != "encoder_preset"}
+        yield group, group_root, {**base, "model": {**model, "model_name_or_path": str(directory.resolve())}}, encoder
 
 
 def archived_fold(path: Path, settings: dict) -> dict | None:
@@ -208,8 +252,8 @@ def merge_folds(summaries: list[dict]) -> dict:
 
 def run_arm(
     config: dict, chain: str, corpus: str, run_dir: Path, archive: Path, folds: list[int], encoder: dict | None
-) -> dict:
-    """All ``folds`` of one arm and seed, fold by fold, each taken from the archive when it is there."""
+) -> list[dict]:
+    """The one-fold summaries of ``folds`` of one arm and seed, each taken from the archive when it is there."""
     settings = archived_settings(config, chain, corpus, encoder)
     summaries = []
     for fold in folds:
@@ -221,7 +265,7 @@ def run_arm(
         else:
             logger.info("%s fold %d: archived result reused (%s)", run_dir, fold, path)
         summaries.append(summary)
-    return merge_folds(summaries)
+    return summaries
 
 
 def copy_reused_steps(root: Path, arm: str, seed: int, run_dir: Path) -> None:
@@ -259,11 +303,7 @@ def main(argv: list[str] | None = None) -> dict:
     data_dir = str(args.data_dir or default_data)
     root = Path(args.output_dir) / args.corpus / args.classes
     archive = Path(args.archive or REPO / "recipes" / "studies" / "results" / args.corpus / args.classes)
-    encoder = None
     if args.pretrained:
-        directory, encoder = pretrained_encoder(Path(args.pretrained), Path(args.output_dir), not args.archived_only)
-        base["model"] = {**base["model"], "model_name_or_path": str(directory.resolve())}
-        base["model"].pop("encoder_preset", None)
         root, archive = root / f"from-{Path(args.pretrained).stem}", archive / f"from-{Path(args.pretrained).stem}"
     folds = args.folds or sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
     results: dict[str, list[dict]] = {}
@@ -273,18 +313,25 @@ def main(argv: list[str] | None = None) -> dict:
         seeds = args.seeds if arm in ("mfcc", "plain-compute", "plain-epochs", "gmp-tl") else None
         seeds = args.seeds[:1] if arm == "mfcc" else seeds or args.ablation_seeds or args.seeds[:1]
         for seed in seeds:
-            run_dir = root / arm / f"seed{seed}"
             start = time.perf_counter()
             if arm == "mfcc":
+                run_dir = root / arm / f"seed{seed}"
                 summary = run_mfcc(arm_config(base, "plain-compute", seed, data_dir, args.classes)[0], run_dir)
             else:
-                config, chain = arm_config(base, arm, seed, data_dir, args.classes)
-                done = sum((archive / arm / f"seed{seed}" / f"fold{fold}.json").is_file() for fold in folds)
+                arm_archive = archive / arm / f"seed{seed}"
+                done = sum((arm_archive / f"fold{fold}.json").is_file() for fold in folds)
                 if args.archived_only and done < len(folds):
                     incomplete.append(f"{arm} seed {seed} ({done} of {len(folds)} folds archived)")
                     continue
-                copy_reused_steps(root, arm, seed, run_dir)
-                summary = run_arm(config, chain, args.corpus, run_dir, archive / arm / f"seed{seed}", folds, encoder)
+                summaries = []
+                for group, group_root, group_base, encoder in encoder_groups(
+                    args, base, data_dir, folds, root, arm_archive
+                ):
+                    config, chain = arm_config(group_base, arm, seed, data_dir, args.classes)
+                    run_dir = group_root / arm / f"seed{seed}"
+                    copy_reused_steps(group_root, arm, seed, run_dir)
+                    summaries += run_arm(config, chain, args.corpus, run_dir, arm_archive, group, encoder)
+                summary = merge_folds(summaries)
             # a CV run reports the training + extraction time its steps recorded (right after resuming too)
             timings.setdefault(arm, []).append(summary.get("compute_time_s", time.perf_counter() - start))
             for stage in ("mtl", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),):
