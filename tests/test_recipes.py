@@ -372,7 +372,8 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
             "--output_dir", str(tmp_path / "study"), "--arms", "mfcc", "plain-epochs", "gmp-tl", "fresh-stage2",
             "--seeds", "7", "--folds", "0", "--archive", str(tmp_path / "archive")]  # fmt: skip
     summary = study.main(argv)
-    assert set(summary["arms"]) == {"mfcc", "plain-epochs", "gmp-tl", "mtl", "fresh-stage2"}
+    assert set(summary["arms"]) == {"mfcc", "plain-epochs", "gmp-tl", "mtl", "stage1", "fresh-stage2"}
+    assert set(summary["per_fold_uar"]) == {f"{arm} seed 7" for arm in summary["arms"]}
     assert summary["wins"]["gmp-tl vs plain-epochs"] in ("0 of 1", "1 of 1")
     assert summary["arms"]["gmp-tl"]["gender_accuracy"] is not None
     root = tmp_path / "study" / "emodb" / "native"
@@ -418,6 +419,11 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
         "fresh-stage2 seed 7 (0 of 1 folds archived)"
     ]
     assert not (root / "fresh-stage2" / "seed7" / "fold0").exists()
+    two_folds = study.main([*argv[:-4], "--folds", "0", "1", *argv[-2:], "--archived_only"])  # fold 1 not archived
+    assert "gmp-tl" not in two_folds["arms"] and two_folds["per_fold_uar"]["gmp-tl seed 7 (unfinished)"] == {
+        0: summary["per_fold_uar"]["gmp-tl seed 7"][0]
+    }
+    assert "| gmp-tl seed 7 (unfinished) | " in (tmp_path / "archive" / "study_results.md").read_text()
     # the same arm from an encoder pre-trained first (a pre-training config), archived apart
     pretraining = {"encoder_preset": "tiny", "cluster_sizes": [6], "mask_length": 4, **TINY_DATA,
                    "data_dir": corpus_dir, "max_steps": 2, "report_to": "none"}  # fmt: skip

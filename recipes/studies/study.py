@@ -10,7 +10,8 @@ Arms (same folds, seeds and per-stage epochs; configs recipes/configs/<corpus>_s
     plain-compute   plain fine-tuning (utterance CE) for MTL + stage-1 + stage-2 epochs: equal total compute
     plain-epochs    plain fine-tuning for stage-1 + stage-2 epochs: as many epochs as the final GMP-TL
                     model trains (stage 1 restarts from the initial encoder, as the method says)
-    gmp-tl          MTL -> GMPs -> stage 1 -> stage 2 (AM-Softmax, head from stage 1); also gives the MTL row
+    gmp-tl          MTL -> GMPs -> stage 1 -> stage 2 (AM-Softmax, head from stage 1); also gives the MTL and
+                    stage-1 rows (mtl, stage1)
     no-gender       gmp-tl with gender_loss_weight 0 in the MTL model (no gender in the GMP features)
     single-scale    gmp-tl with one GMP scale (K = 100); reuses the MTL models of gmp-tl (same seed)
     linear-stage2   gmp-tl with a linear stage-2 head; reuses MTL, GMPs and stage 1 of gmp-tl (same seed)
@@ -309,23 +310,29 @@ def main(argv: list[str] | None = None) -> dict:
     results: dict[str, list[dict]] = {}
     timings: dict[str, list[float]] = {}
     incomplete: list[str] = []
+    partial: dict[str, list[dict]] = {}  # --archived_only: arms with some folds archived, per-fold table only
     for arm in args.arms:
         seeds = args.seeds if arm in ("mfcc", "plain-compute", "plain-epochs", "gmp-tl") else None
         seeds = args.seeds[:1] if arm == "mfcc" else seeds or args.ablation_seeds or args.seeds[:1]
         for seed in seeds:
             start = time.perf_counter()
+            complete = True
             if arm == "mfcc":
                 run_dir = root / arm / f"seed{seed}"
                 summary = run_mfcc(arm_config(base, "plain-compute", seed, data_dir, args.classes)[0], run_dir)
             else:
                 arm_archive = archive / arm / f"seed{seed}"
-                done = sum((arm_archive / f"fold{fold}.json").is_file() for fold in folds)
-                if args.archived_only and done < len(folds):
-                    incomplete.append(f"{arm} seed {seed} ({done} of {len(folds)} folds archived)")
-                    continue
+                arm_folds = folds
+                if args.archived_only:
+                    arm_folds = [fold for fold in folds if (arm_archive / f"fold{fold}.json").is_file()]
+                    complete = len(arm_folds) == len(folds)
+                    if not complete:
+                        incomplete.append(f"{arm} seed {seed} ({len(arm_folds)} of {len(folds)} folds archived)")
+                    if not arm_folds:
+                        continue
                 summaries = []
                 for group, group_root, group_base, encoder in encoder_groups(
-                    args, base, data_dir, folds, root, arm_archive
+                    args, base, data_dir, arm_folds, root, arm_archive
                 ):
                     config, chain = arm_config(group_base, arm, seed, data_dir, args.classes)
                     run_dir = group_root / arm / f"seed{seed}"
@@ -333,11 +340,15 @@ def main(argv: list[str] | None = None) -> dict:
                     summaries += run_arm(config, chain, args.corpus, run_dir, arm_archive, group, encoder)
                 summary = merge_folds(summaries)
             # a CV run reports the training + extraction time its steps recorded (right after resuming too)
-            timings.setdefault(arm, []).append(summary.get("compute_time_s", time.perf_counter() - start))
-            for stage in ("mtl", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),):
-                name = "mtl" if stage == "mtl" else arm
-                results.setdefault(name, []).append({**summary["stages"][stage], "seed": seed})
-    return write_summary(root, results, timings, archive, incomplete)
+            if complete:
+                timings.setdefault(arm, []).append(summary.get("compute_time_s", time.perf_counter() - start))
+            stages = ("mtl", "stage1", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),)
+            for stage in stages:
+                name = stage if stage in ("mtl", "stage1") else arm
+                (results if complete else partial).setdefault(name, []).append(
+                    {**summary["stages"][stage], "seed": seed}
+                )
+    return write_summary(root, results, timings, archive, incomplete, partial)
 
 
 def _cell(row: dict, metric: str, kind: str) -> str:
@@ -359,8 +370,35 @@ def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
     return f"{sum(a > b for a, b in pairs)} of {len(pairs)}" if pairs else None
 
 
+def per_fold_uar(results: dict[str, list[dict]], partial: dict[str, list[dict]]) -> dict[str, dict[int, float]]:
+    """Test UAR of every fold, per arm (or stage) and seed; arms not finished yet marked."""
+    return {
+        f"{name} seed {run['seed']}{note}": {int(fold): one["uar"] for fold, one in run["per_fold"].items()}
+        for group, note in ((results, ""), (partial, " (unfinished)"))
+        for name, runs in group.items()
+        for run in runs
+    }
+
+
+def per_fold_table(per_fold: dict[str, dict[int, float]]) -> list[str]:
+    folds = sorted({fold for scores in per_fold.values() for fold in scores})
+    lines = [
+        "| arm, seed | " + " | ".join(f"fold {fold}" for fold in folds) + " | mean |",
+        "|---" * (len(folds) + 2) + "|",
+    ]
+    for name, scores in per_fold.items():
+        cells = [f"{100 * scores[fold]:.1f}" if fold in scores else "–" for fold in folds]
+        lines.append(f"| {name} | " + " | ".join(cells) + f" | {100 * float(np.mean(list(scores.values()))):.1f} |")
+    return lines
+
+
 def write_summary(
-    root: Path, results: dict[str, list[dict]], timings: dict[str, list[float]], archive: Path, incomplete: list[str]
+    root: Path,
+    results: dict[str, list[dict]],
+    timings: dict[str, list[float]],
+    archive: Path,
+    incomplete: list[str],
+    partial: dict[str, list[dict]] | None = None,
 ) -> dict:
     lines = [
         "| arm | seeds | WAR over folds | UAR over folds | WAR over seeds | UAR over seeds | gender acc. "
@@ -377,10 +415,11 @@ def write_summary(
             row[f"{metric}_seeds_std"] = float(seed_means.std()) if len(runs) > 1 else None
         gender = [r["gender_accuracy_mean"] for r in runs if "gender_accuracy_mean" in r]
         row["gender_accuracy"] = float(np.mean(gender)) if gender else None
-        row["compute_time_s"] = float(np.mean(timings.get("gmp-tl" if arm == "mtl" else arm, [float("nan")])))
+        inside_chain = arm in ("mtl", "stage1")  # rows of the gmp-tl arm's earlier stages
+        row["compute_time_s"] = float(np.mean(timings.get("gmp-tl" if inside_chain else arm, [float("nan")])))
         table[arm] = row
         seconds = row["compute_time_s"]
-        took = "(inside gmp-tl)" if arm == "mtl" else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        took = "(inside gmp-tl)" if inside_chain else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
         cells = [_cell(row, metric, kind) for kind in ("folds", "seeds") for metric in ("war", "uar")]
         accuracy = "–" if row["gender_accuracy"] is None else f"{100 * row['gender_accuracy']:.1f}"
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {accuracy} | {took} |")
@@ -391,14 +430,15 @@ def write_summary(
             lines.append(f"- {name}: GMP-TL stage 2 has the higher test UAR in {count} fold-seeds")
     if incomplete:
         lines.append(f"- not in the table, not finished yet: {'; '.join(incomplete)}")
+    per_fold = per_fold_uar(results, partial or {})
+    lines += ["", "Test UAR (%) per fold:", "", *per_fold_table(per_fold)]
     for folder in (root, archive):
         folder.mkdir(parents=True, exist_ok=True)
-        (folder / "study_results.json").write_text(
-            json.dumps({"arms": table, "wins": comparisons, "incomplete": incomplete}, indent=2)
-        )
+        record = {"arms": table, "wins": comparisons, "incomplete": incomplete, "per_fold_uar": per_fold}
+        (folder / "study_results.json").write_text(json.dumps(record, indent=2))
         (folder / "study_results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return {"arms": table, "wins": comparisons, "incomplete": incomplete}
+    return {"arms": table, "wins": comparisons, "incomplete": incomplete, "per_fold_uar": per_fold}
 
 
 if __name__ == "__main__":
