@@ -63,11 +63,6 @@ class MaskedPredictionModel(nn.Module):
         self.label_embeddings = nn.Parameter(torch.empty(sum(settings.target_sizes), settings.final_dim))
         nn.init.uniform_(self.label_embeddings)  # fairseq: label_embs_concat, uniform
 
-    def frame_mask(self, input_values: torch.Tensor, sample_lengths: torch.Tensor) -> torch.Tensor:
-        frames = int(self.encoder._get_feat_extract_output_lengths(input_values.shape[1]))
-        valid = self.encoder._get_feat_extract_output_lengths(sample_lengths)
-        return torch.arange(frames, device=input_values.device)[None, :] < valid[:, None]
-
     def draw_masks(self, frame_mask: torch.Tensor) -> torch.Tensor:
         """Span masks over each clip's valid frames (numpy's RNG, which the Trainer seeds)."""
         masks = _compute_mask_indices(
@@ -96,21 +91,14 @@ class MaskedPredictionModel(nn.Module):
             lengths = torch.full((len(input_values),), input_values.shape[1], device=input_values.device)
         else:
             lengths = attention_mask.sum(dim=-1).long()
-        frame_mask = self.frame_mask(input_values, lengths)
+        frame_mask = self.encoder.frame_mask(input_values, lengths)
         if gmp_labels is None or gmp_labels.shape[:2] != frame_mask.shape:
             shape = None if gmp_labels is None else tuple(gmp_labels.shape)
             raise ValueError(f"gmp_labels must be (batch, {frame_mask.shape[1]}, sets), got {shape}")
         if gmp_labels.shape[-1] != len(self.settings.target_sizes):
             raise ValueError(f"{gmp_labels.shape[-1]} target sets for a head of {len(self.settings.target_sizes)}")
         masked = self.draw_masks(frame_mask) if mask_time_indices is None else mask_time_indices & frame_mask
-        padded = attention_mask is not None and bool((lengths < input_values.shape[1]).any())
-        hidden = self.encoder(
-            input_values,
-            attention_mask=attention_mask if padded else None,
-            valid_samples=lengths if padded else None,
-            mask_time_indices=masked,
-            return_dict=True,
-        ).last_hidden_state
+        hidden = self.encoder.encode(input_values, attention_mask, lengths, mask_time_indices=masked).last_hidden_state
         projected = self.final_proj(hidden).chunk(len(self.settings.target_sizes), dim=-1)
         codewords = F.normalize(self.label_embeddings, dim=-1).split(list(self.settings.target_sizes))
         losses, accuracies, counts = [], [], []

@@ -53,7 +53,7 @@ def test_mfcc_frames_are_the_encoder_frames_and_ignore_padding(preset):
 def test_span_masks_cover_valid_frames_in_runs_of_at_least_the_span_length():
     model = MaskedPredictionModel(tiny_encoder(), MaskedPredictionSettings((10,)))
     lengths = torch.tensor([16000 * 6, 16000 * 3])
-    frame_mask = model.frame_mask(torch.zeros(2, 16000 * 6), lengths)
+    frame_mask = model.encoder.frame_mask(torch.zeros(2, 16000 * 6), lengths)
     np.random.seed(0)
     fractions = []
     for _ in range(50):
@@ -71,7 +71,7 @@ def test_the_prediction_head_learns_masked_targets():
     torch.manual_seed(0)
     model = MaskedPredictionModel(tiny_encoder(), MaskedPredictionSettings((8, 16)))
     waves, mask = padded_batch([16000, 12000])
-    frame_mask = model.frame_mask(waves, mask.sum(-1))
+    frame_mask = model.encoder.frame_mask(waves, mask.sum(-1))
     targets = torch.tensor([[3, 11], [5, 2]])[:, None, :].repeat(1, frame_mask.shape[1], 1)  # told by the context
     targets[~frame_mask] = -100
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)

@@ -204,6 +204,24 @@ class LengthAwareEncoderMixin:
         )
         return BaseModelOutput(last_hidden_state=encoder_outputs[0])
 
+    def frame_mask(self, input_values: torch.Tensor, sample_lengths: torch.Tensor) -> torch.Tensor:
+        """`(batch, frames)`: which encoder frames of the padded batch hold audio."""
+        frames = int(self._get_feat_extract_output_lengths(input_values.shape[1]))
+        valid = self._get_feat_extract_output_lengths(sample_lengths)
+        return torch.arange(frames, device=input_values.device)[None, :] < valid[:, None]
+
+    def encode(
+        self, input_values: torch.Tensor, attention_mask: torch.Tensor | None, sample_lengths: torch.Tensor, **kwargs
+    ) -> BaseModelOutput:
+        """The forward with the batch's valid lengths passed to the GroupNorm conv layer; a batch without
+        padding runs unmasked (attention's faster kernel)."""
+        if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
+            attention_mask = None
+        valid_samples = sample_lengths if attention_mask is not None else None
+        return self(
+            input_values, attention_mask=attention_mask, valid_samples=valid_samples, return_dict=True, **kwargs
+        )
+
 
 class LengthAwareHubertModel(LengthAwareEncoderMixin, HubertModel):
     MASK_WITH_ATTENTION = False  # the stock HuBERT forward masks without it
@@ -392,7 +410,7 @@ class GMPEmotionMixin:
         """
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         sample_lengths = self._check_inputs(input_values, attention_mask)
-        frame_mask = self._frame_mask(input_values, sample_lengths)
+        frame_mask = self.encoder_model.frame_mask(input_values, sample_lengths)
         frames = frame_mask.shape[1]
         if gmp_labels is not None:
             gmp_labels = self._check_gmp_labels(gmp_labels, frames).masked_fill(~frame_mask[..., None], IGNORE_INDEX)
@@ -410,7 +428,7 @@ class GMPEmotionMixin:
             ).to(device=input_values.device, dtype=torch.bool)
             gmp_labels = gmp_labels.masked_fill(~mask_time_indices[..., None], IGNORE_INDEX)
 
-        outputs = self._encode(
+        outputs = self.encoder_model.encode(
             input_values,
             attention_mask,
             sample_lengths,
@@ -450,8 +468,8 @@ class GMPEmotionMixin:
         ``forward`` split in two, so frames of a long recording can be encoded chunk by chunk, stitched,
         and classified as one clip."""
         sample_lengths = self._check_inputs(input_values, attention_mask)
-        frame_mask = self._frame_mask(input_values, sample_lengths)
-        outputs = self._encode(
+        frame_mask = self.encoder_model.frame_mask(input_values, sample_lengths)
+        outputs = self.encoder_model.encode(
             input_values, attention_mask, sample_lengths, output_hidden_states=self._needs_hidden_states
         )
         return GMPFrameOutput(
@@ -528,20 +546,6 @@ class GMPEmotionMixin:
         weights = self.layer_weights.softmax(dim=-1).view(1, -1, 1, 1)
         return (torch.stack(outputs.hidden_states, dim=1) * weights).sum(dim=1)
 
-    def _frame_mask(self, input_values: torch.Tensor, sample_lengths: torch.Tensor) -> torch.Tensor:
-        """`(batch, frames)`: which encoder frames of the padded batch hold audio."""
-        frames = int(self.num_frames(input_values.shape[1]))
-        return torch.arange(frames, device=input_values.device)[None, :] < self.num_frames(sample_lengths)[:, None]
-
-    def _encode(self, input_values, attention_mask, sample_lengths, **kwargs):
-        """Run the HuBERT encoder, passing the batch's valid lengths to the GroupNorm conv layer."""
-        if attention_mask is not None and bool((sample_lengths == input_values.shape[1]).all()):
-            attention_mask = None  # nothing is padded: lets attention use its faster unmasked kernel
-        valid_samples = sample_lengths if attention_mask is not None else None  # None: nothing is padded
-        return self.encoder_model(
-            input_values, attention_mask=attention_mask, valid_samples=valid_samples, return_dict=True, **kwargs
-        )
-
     def layer_features(
         self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None, layer: int | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -556,10 +560,10 @@ class GMPEmotionMixin:
         if not 1 <= layer <= len(layers):
             raise ValueError(f"layer must be in [1, {len(layers)}] for this {len(layers)}-layer encoder, got {layer}")
         sample_lengths = self._check_inputs(input_values, attention_mask)
-        frame_mask = self._frame_mask(input_values, sample_lengths)
+        frame_mask = self.encoder_model.frame_mask(input_values, sample_lengths)
         self.encoder_model.encoder.layers = layers[:layer]
         try:
-            outputs = self._encode(input_values, attention_mask, sample_lengths, output_hidden_states=True)
+            outputs = self.encoder_model.encode(input_values, attention_mask, sample_lengths, output_hidden_states=True)
         finally:
             self.encoder_model.encoder.layers = layers
         return outputs.hidden_states[layer], frame_mask
