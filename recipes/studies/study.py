@@ -200,17 +200,16 @@ def encoder_groups(
         yield folds, root, base, None
         return
     pretraining = Path(args.pretrained)
-    groups = [(fold, [fold], root / f"fold{fold}") for fold in folds] if is_task_adaptive(pretraining) else [
-        (None, folds, root)
-    ]  # fmt: skip
+    groups = [(None, folds, root)]
+    if is_task_adaptive(pretraining):
+        groups = [(fold, [fold], root / f"fold{fold}") for fold in folds]
     for fold, group, group_root in groups:
         fold_data = None
         if fold is not None:  # the study's corpus and protocol, this fold's training audio (validation speakers too)
             fold_data = {key: value for key, value in base["data"].items() if key not in FINE_TUNING_ONLY}
             fold_data.update(data_dir=data_dir, classes=args.classes, fold=fold)
-        missing = any(not (archive / f"fold{k}.json").is_file() for k in group)
-        directory, encoder = pretrained_encoder(pretraining, Path(args.output_dir), missing and not args.archived_only,
-                                                fold_data)  # fmt: skip
+        train = not args.archived_only and any(not (archive / f"fold{k}.json").is_file() for k in group)
+        directory, encoder = pretrained_encoder(pretraining, Path(args.output_dir), train, fold_data)
         model = {key: value for key, value in base["model"].items() if key != "encoder_preset"}
         yield group, group_root, {**base, "model": {**model, "model_name_or_path": str(directory.resolve())}}, encoder
 
