@@ -357,7 +357,8 @@ def _cell(row: dict, metric: str, kind: str) -> str:
 
 
 def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
-    """In how many fold-seeds (same fold, same seed) ``arm`` has the higher test UAR than ``baseline``."""
+    """In how many fold-seeds (same fold, same seed) ``arm`` has the higher test UAR than ``baseline``, and
+    how many are tied."""
     pairs = [
         (run["per_fold"][fold]["uar"], other["per_fold"][fold]["uar"])
         for run in results.get(arm, [])
@@ -366,7 +367,10 @@ def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
         for fold in run["per_fold"]
         if fold in other["per_fold"]
     ]
-    return f"{sum(a > b for a, b in pairs)} of {len(pairs)}" if pairs else None
+    if not pairs:
+        return None
+    ties = sum(abs(a - b) < 1e-9 for a, b in pairs)  # the same recalls summed in another order
+    return f"{sum(a > b + 1e-9 for a, b in pairs)} of {len(pairs)}" + (f" ({ties} tied)" if ties else "")
 
 
 def per_fold_uar(results: dict[str, list[dict]], partial: dict[str, list[dict]]) -> dict[str, dict[int, float]]:
