@@ -81,7 +81,8 @@ def corpus_store(corpus: str, layer: int, directory: Path) -> FrameFeatureStore:
 
     torch.manual_seed(0)
     model = HubertForGMPEmotion(HubertGMPConfig(**encoder_preset("base"), gmp_cluster_sizes=())).eval()
-    dataset = scan_audio(load_corpus(corpus, REPO.parent / "shared" / "data" / corpus))
+    loader = {"ravdess12": "ravdess"}.get(corpus, corpus)  # the folder in ../shared/data -> its loader
+    dataset = scan_audio(load_corpus(loader, REPO.parent / "shared" / "data" / corpus))
     return extract_frame_features(model, dataset, directory, layer, default_feature_extractor())
 
 
