@@ -164,6 +164,9 @@ class GMPArguments:
         default=False, metadata={"help": "Also cluster the (unlabelled) test-fold audio. Leaks test data."}
     )
     kmeans_max_iter: int = field(default=50, metadata={"help": "Lloyd iterations at most."})
+    kmeans_tol: float = field(
+        default=1e-3, metadata={"help": "Stop a scale when a Lloyd pass improves its inertia by less (ours)."}
+    )
     batch_seconds: float = field(default=160.0, metadata={"help": "Audio seconds per feature-extraction batch."})
     autocast: str | None = field(default=None, metadata={"help": "bf16 or fp16 autocast for extraction (GPU)."})
     seed: int = field(default=0, metadata={"help": "k-means seed."})
@@ -180,6 +183,7 @@ class GMPArguments:
         require(self, "layer", self.layer is None or self.layer >= 1, ">= 1 (1-based) or null")
         for name in ("max_fit_frames", "kmeans_max_iter", "batch_seconds"):
             require(self, name, getattr(self, name) > 0, "> 0")
+        require(self, "kmeans_tol", self.kmeans_tol >= 0, ">= 0 (0: run kmeans_max_iter passes)")
 
 
 PRETRAIN_TARGETS = ("mfcc", "layer")
@@ -214,6 +218,9 @@ class PretrainArguments:
     )
     max_fit_frames: int = field(default=500_000, metadata={"help": "Cap on the frames k-means is fitted on."})
     kmeans_seed: int = field(default=0, metadata={"help": "k-means seed."})
+    kmeans_tol: float = field(
+        default=1e-3, metadata={"help": "Stop a target set's k-means when a pass improves inertia by less (ours)."}
+    )
     audio: str = field(
         default="all",
         metadata={
@@ -244,6 +251,7 @@ class PretrainArguments:
         require(self, "mask_prob", 0 < self.mask_prob <= 1, "in (0, 1]")
         require(self, "mask_length", self.mask_length >= 1, ">= 1")
         require(self, "logit_temp", self.logit_temp > 0, "> 0")
+        require(self, "kmeans_tol", self.kmeans_tol >= 0, ">= 0")
         for name in ("masked_weight", "unmasked_weight"):
             require(self, name, getattr(self, name) >= 0, ">= 0")
         require(self, "masked_weight", self.masked_weight + self.unmasked_weight > 0, "> 0 (or unmasked_weight > 0)")

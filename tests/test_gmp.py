@@ -44,6 +44,36 @@ def test_multiscale_kmeans_matches_sklearn_quality_and_is_deterministic():
     assert (labels[:, 1] == direct).mean() > 0.999  # float rounding may flip exact ties
 
 
+class CountedFrames:
+    """Frames in memory that count the passes made over all of them."""
+
+    def __init__(self, frames: np.ndarray):
+        self.frames, self.passes = frames, 0
+        self.num_frames, self.dim = frames.shape
+
+    def blocks(self, size: int):
+        self.passes += 1
+        return (torch.from_numpy(self.frames[i : i + size]) for i in range(0, self.num_frames, size))
+
+    def take(self, indices: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(self.frames[indices])
+
+
+def test_a_looser_tol_makes_fewer_passes_at_about_the_same_inertia():
+    """The default tol (1e-3) against 1e-4 and 0 (on until a pass gains nothing) on overlapping clusters,
+    where Lloyd creeps on: fewer passes over all frames than 1e-4, inertia within 1 % of both."""
+    x = blobs(n=20000, dim=16, centers=200, seed=3)
+    passes, scores = {}, {}
+    for tol in (0.0, 1e-4, MultiScaleKMeans.tol):
+        frames = CountedFrames(x)
+        codebooks = MultiScaleKMeans((20, 50), tol=tol, warm_frames=2000, seed=0, progress=False).fit(frames)
+        passes[tol], scores[tol] = frames.passes, inertia(x, codebooks)
+    assert MultiScaleKMeans.tol == 1e-3
+    assert passes[1e-3] < passes[1e-4], passes
+    for loose, *tighter in zip(scores[1e-3], scores[1e-4], scores[0.0]):
+        assert all(loose <= tight * 1.01 for tight in tighter), scores
+
+
 def test_kmeans_errors():
     with pytest.raises(ValueError, match=r"cluster sizes \[500\] exceed the 100 frames"):
         MultiScaleKMeans((5, 500), progress=False).fit(blobs(n=100))

@@ -144,6 +144,11 @@ def test_a_rerun_with_other_settings_refuses_then_overwrite_recomputes_what_chan
     only_stage2["stage2"] = {"head_init": "fresh"}
     with pytest.raises(RecordMismatch, match=r"fold0/stage2: ModelArguments\.head_init"):
         run_cv(only_stage2, tmp_path / "cv", "gmp-tl", folds=[0])
+    other_tol = tiny_config(corpus_dir)
+    other_tol["gmp"] = {**other_tol["gmp"], "kmeans_tol": 1e-2}  # an engine setting is a recorded setting too
+    with pytest.raises(RecordMismatch, match=r"fold0/gmp: GMPArguments\.kmeans_tol: 0\.001 -> 0\.01"):
+        run_cv(other_tol, tmp_path / "cv", "gmp-tl", folds=[0])
+    assert snapshot(tmp_path / "cv") == before
     run_cv(only_stage2, tmp_path / "cv", "gmp-tl", folds=[0], overwrite=True)
     after = snapshot(tmp_path / "cv")
     for step in ("mtl", "gmp", "stage1"):  # upstream of the change: untouched

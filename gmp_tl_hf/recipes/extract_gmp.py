@@ -96,8 +96,9 @@ def _run_extract(gmp_args: GMPArguments, data_args: DataArguments, state, output
         store = FrameFeatureStore(output_dir / "features")
         frames = store.frames(gmp_args.fit_fraction, gmp_args.max_fit_frames, seed=gmp_args.seed)  # streamed
         kmeans = MultiScaleKMeans(
-            tuple(gmp_args.cluster_sizes), max_iter=gmp_args.kmeans_max_iter, seed=gmp_args.seed, device=state.device
-        )
+            tuple(gmp_args.cluster_sizes), max_iter=gmp_args.kmeans_max_iter, tol=gmp_args.kmeans_tol,
+            seed=gmp_args.seed, device=state.device,
+        )  # fmt: skip
         quantizer = GMPQuantizer.fit(
             frames, gmp_args.cluster_sizes, gmp_args.gender_mode, kmeans=kmeans,
             layer=layer, feature_model=gmp_args.model_name_or_path, feature_model_fingerprint=fingerprint,

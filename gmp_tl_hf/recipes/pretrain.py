@@ -112,7 +112,7 @@ def make_targets(
     store = extract_frame_features(feature_model, rows, directory / "features", layer, extractor, channel=channel)
     features_s = time.perf_counter() - start
     frames = store.frames(1.0, args.max_fit_frames, seed=args.kmeans_seed)
-    kmeans = MultiScaleKMeans(tuple(args.cluster_sizes), seed=args.kmeans_seed, device=device)
+    kmeans = MultiScaleKMeans(tuple(args.cluster_sizes), tol=args.kmeans_tol, seed=args.kmeans_seed, device=device)
     quantizer = GMPQuantizer.fit(
         frames, args.cluster_sizes, "mtl", kmeans=kmeans,
         layer=layer, feature_model=name, feature_model_fingerprint=model_fingerprint(feature_model),

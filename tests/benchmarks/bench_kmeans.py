@@ -130,7 +130,8 @@ def run_job(job: dict) -> dict:
             codebooks.append(model.cluster_centers_.astype(np.float32))
     else:
         start = time.perf_counter()
-        codebooks = MultiScaleKMeans(tuple(job["scales"]), seed=job["seed"], progress=False, device="cpu").fit(fit_on)
+        kmeans = MultiScaleKMeans(tuple(job["scales"]), tol=job["tol"], seed=job["seed"], progress=False, device="cpu")
+        codebooks = kmeans.fit(fit_on)
         result["fit_s"]["all"] = time.perf_counter() - start
         start = time.perf_counter()
         assign(everything, codebooks)
@@ -179,6 +180,7 @@ def main() -> None:
     parser.add_argument("--percent", type=float, default=1.0, help="fraction fairseq fits on (with --store)")
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tol", type=float, default=MultiScaleKMeans.tol, help="ours: stop a scale below this gain")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--job", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -195,13 +197,13 @@ def main() -> None:
     else:
         frames = args.frames
     print(f"frames: {frames} ({args.source}{', streamed from ' + store if store else ''}), "
-          f"fairseq fits on {args.percent:.0%}, torch threads: {args.threads}")  # fmt: skip
+          f"fairseq fits on {args.percent:.0%}, our tol: {args.tol:g}, torch threads: {args.threads}")  # fmt: skip
 
     speed, worst = [], []
     for repeat in range(args.repeats):
         job = {
             "store": store, "frames": args.frames, "dim": args.dim, "scales": args.scales, "percent": args.percent,
-            "seed": args.seed + repeat, "threads": args.threads,
+            "seed": args.seed + repeat, "threads": args.threads, "tol": args.tol,
         }  # fmt: skip
         fairseq = in_subprocess({**job, "method": "fairseq"})
         ours = in_subprocess({**job, "method": "ours", "percent": 1.0})
