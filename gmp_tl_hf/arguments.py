@@ -20,6 +20,7 @@ import yaml
 from transformers import HfArgumentParser, TrainingArguments
 
 from .data.corpora._common import ON_ERROR
+from .gmp.kmeans import MultiScaleKMeans
 from .gmp.quantizer import GENDER_MODES
 from .models.configuration_hubert_gmp import EMOTION_HEADS, GENDER_INPUTS, GMP_CONFIGS, GMP_LOSS_FRAMES, POOLING_MODES
 
@@ -163,9 +164,10 @@ class GMPArguments:
     transductive: bool = field(
         default=False, metadata={"help": "Also cluster the (unlabelled) test-fold audio. Leaks test data."}
     )
-    kmeans_max_iter: int = field(default=50, metadata={"help": "Lloyd iterations at most."})
+    kmeans_max_iter: int = field(default=MultiScaleKMeans.max_iter, metadata={"help": "Lloyd iterations at most."})
     kmeans_tol: float = field(
-        default=1e-3, metadata={"help": "Stop a scale when a Lloyd pass improves its inertia by less (ours)."}
+        default=MultiScaleKMeans.tol,
+        metadata={"help": "Stop a scale when a Lloyd pass improves its inertia by less (ours)."},
     )
     batch_seconds: float = field(default=160.0, metadata={"help": "Audio seconds per feature-extraction batch."})
     autocast: str | None = field(default=None, metadata={"help": "bf16 or fp16 autocast for extraction (GPU)."})
@@ -183,7 +185,7 @@ class GMPArguments:
         require(self, "layer", self.layer is None or self.layer >= 1, ">= 1 (1-based) or null")
         for name in ("max_fit_frames", "kmeans_max_iter", "batch_seconds"):
             require(self, name, getattr(self, name) > 0, "> 0")
-        require(self, "kmeans_tol", self.kmeans_tol >= 0, ">= 0 (0: run kmeans_max_iter passes)")
+        require(self, "kmeans_tol", self.kmeans_tol >= 0, ">= 0 (0: until a pass gains nothing)")
 
 
 PRETRAIN_TARGETS = ("mfcc", "layer")
@@ -219,7 +221,8 @@ class PretrainArguments:
     max_fit_frames: int = field(default=500_000, metadata={"help": "Cap on the frames k-means is fitted on."})
     kmeans_seed: int = field(default=0, metadata={"help": "k-means seed."})
     kmeans_tol: float = field(
-        default=1e-3, metadata={"help": "Stop a target set's k-means when a pass improves inertia by less (ours)."}
+        default=MultiScaleKMeans.tol,
+        metadata={"help": "Stop a target set's k-means when a pass improves inertia by less (ours)."},
     )
     audio: str = field(
         default="all",
@@ -251,7 +254,7 @@ class PretrainArguments:
         require(self, "mask_prob", 0 < self.mask_prob <= 1, "in (0, 1]")
         require(self, "mask_length", self.mask_length >= 1, ">= 1")
         require(self, "logit_temp", self.logit_temp > 0, "> 0")
-        require(self, "kmeans_tol", self.kmeans_tol >= 0, ">= 0")
+        require(self, "kmeans_tol", self.kmeans_tol >= 0, ">= 0 (0: until a pass gains nothing)")
         for name in ("masked_weight", "unmasked_weight"):
             require(self, name, getattr(self, name) >= 0, ">= 0")
         require(self, "masked_weight", self.masked_weight + self.unmasked_weight > 0, "> 0 (or unmasked_weight > 0)")

@@ -15,7 +15,7 @@ from gmp_tl_hf import default_feature_extractor
 from gmp_tl_hf.data import SERCollator, scan_audio
 from gmp_tl_hf.data.corpora import load_corpus, load_manifest
 from gmp_tl_hf.gmp.features import FrameFeatureStore, extract_frame_features, length_sorted_batches, model_fingerprint
-from gmp_tl_hf.gmp.kmeans import MultiScaleKMeans, assign, inertia, resolve_device
+from gmp_tl_hf.gmp.kmeans import InMemoryFrames, MultiScaleKMeans, assign, inertia, resolve_device
 from gmp_tl_hf.gmp.labels import add_gmp_labels
 from gmp_tl_hf.gmp.quantizer import GMPQuantizer
 
@@ -44,19 +44,14 @@ def test_multiscale_kmeans_matches_sklearn_quality_and_is_deterministic():
     assert (labels[:, 1] == direct).mean() > 0.999  # float rounding may flip exact ties
 
 
-class CountedFrames:
+class CountedFrames(InMemoryFrames):
     """Frames in memory that count the passes made over all of them."""
 
-    def __init__(self, frames: np.ndarray):
-        self.frames, self.passes = frames, 0
-        self.num_frames, self.dim = frames.shape
+    passes = 0
 
     def blocks(self, size: int):
         self.passes += 1
-        return (torch.from_numpy(self.frames[i : i + size]) for i in range(0, self.num_frames, size))
-
-    def take(self, indices: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self.frames[indices])
+        return super().blocks(size)
 
 
 def test_a_looser_tol_makes_fewer_passes_at_about_the_same_inertia():
@@ -65,7 +60,7 @@ def test_a_looser_tol_makes_fewer_passes_at_about_the_same_inertia():
     x = blobs(n=20000, dim=16, centers=200, seed=3)
     passes, scores = {}, {}
     for tol in (0.0, 1e-4, MultiScaleKMeans.tol):
-        frames = CountedFrames(x)
+        frames = CountedFrames(torch.from_numpy(x))
         codebooks = MultiScaleKMeans((20, 50), tol=tol, warm_frames=2000, seed=0, progress=False).fit(frames)
         passes[tol], scores[tol] = frames.passes, inertia(x, codebooks)
     assert MultiScaleKMeans.tol == 1e-3
