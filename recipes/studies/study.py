@@ -27,9 +27,12 @@ under <output_dir>/pretrain/<config name>-<corpus>-<classes>-fold<k>; each fold'
 encoder. An encoder is pre-trained only when a fold that needs it is not archived yet.
 
 Reused folders are copied; their records match by content. An interrupted study resumes: finished
-steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}:
-mean +- std over folds (averaged over seeds), the spread of the seed means, the gender head's accuracy,
-the compute each arm recorded, and in how many fold-seeds GMP-TL beats each plain arm.
+steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}
+for the arms, seeds and folds asked: mean +- std over folds (averaged over seeds), the spread of the seed
+means, the gender head's accuracy, the compute each arm recorded, and in how many fold-seeds GMP-TL beats
+each plain arm. The archive's own study_results.{md,json} is rewritten from the archive alone, whatever
+was asked: every arm and seed with an archived fold, over all folds (arms with folds missing are marked
+unfinished), so a run of one arm or fold never replaces the table of the others.
 
 Every finished fold of an arm and seed is also archived as a small JSON file (its settings, the code
 version that made it, its test scores and compute) under --archive, by default
@@ -191,11 +194,11 @@ def is_task_adaptive(config_path: Path) -> bool:
 
 
 def encoder_groups(
-    args: argparse.Namespace, base: dict, data_dir: str, folds: list[int], root: Path, archive: Path
+    args: argparse.Namespace, base: dict, data_dir: str, folds: list[int], root: Path, archive: Path, train: bool
 ) -> Iterator[tuple[list[int], Path, dict, dict | None]]:
     """(folds, run root, config, encoder record) for each encoder an arm starts from: the random one, the
     one pre-trained with ``--pretrained``, or (task-adaptive) one pre-trained on each fold's training audio.
-    An encoder is pre-trained only when one of its folds is not archived yet."""
+    An encoder is pre-trained only when ``train`` and one of its folds is not archived yet."""
     if not args.pretrained:
         yield folds, root, base, None
         return
@@ -208,8 +211,8 @@ def encoder_groups(
         if fold is not None:  # the study's corpus and protocol, this fold's training audio (validation speakers too)
             fold_data = {key: value for key, value in base["data"].items() if key not in FINE_TUNING_ONLY}
             fold_data.update(data_dir=data_dir, classes=args.classes, fold=fold)
-        train = not args.archived_only and any(not (archive / f"fold{k}.json").is_file() for k in group)
-        directory, encoder = pretrained_encoder(pretraining, Path(args.output_dir), train, fold_data)
+        needed = train and any(not (archive / f"fold{k}.json").is_file() for k in group)
+        directory, encoder = pretrained_encoder(pretraining, Path(args.output_dir), needed, fold_data)
         model = {key: value for key, value in base["model"].items() if key != "encoder_preset"}
         yield group, group_root, {**base, "model": {**model, "model_name_or_path": str(directory.resolve())}}, encoder
 
@@ -251,19 +254,30 @@ def merge_folds(summaries: list[dict]) -> dict:
 
 
 def run_arm(
-    config: dict, chain: str, corpus: str, run_dir: Path, archive: Path, folds: list[int], encoder: dict | None
+    config: dict,
+    chain: str,
+    corpus: str,
+    run_dir: Path,
+    archive: Path,
+    folds: list[int],
+    encoder: dict | None,
+    train: bool = True,
 ) -> list[dict]:
-    """The one-fold summaries of ``folds`` of one arm and seed, each taken from the archive when it is there."""
+    """The one-fold summaries of ``folds`` of one arm and seed, each taken from the archive when it is there
+    (and otherwise trained, or with ``train=False`` a missing one is an error)."""
     settings = archived_settings(config, chain, corpus, encoder)
     summaries = []
     for fold in folds:
         path = archive / f"fold{fold}.json"
         summary = archived_fold(path, settings)
         if summary is None:
+            if not train:
+                raise FileNotFoundError(f"{path}: not archived")
             summary = run_cv(config, run_dir, chain, [fold])
             archive_fold(path, settings, summary)
         else:
-            logger.info("%s fold %d: archived result reused (%s)", run_dir, fold, path)
+            logger.log(logging.INFO if train else logging.DEBUG, "%s fold %d: archived result reused (%s)",
+                       run_dir, fold, path)  # fmt: skip
         summaries.append(summary)
     return summaries
 
@@ -305,14 +319,52 @@ def main(argv: list[str] | None = None) -> dict:
     archive = Path(args.archive or REPO / "recipes" / "studies" / "results" / args.corpus / args.classes)
     if args.pretrained:
         root, archive = root / f"from-{Path(args.pretrained).stem}", archive / f"from-{Path(args.pretrained).stem}"
-    folds = args.folds or sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
+    all_folds = sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
+    asked = {arm: arm_seeds(arm, args) for arm in args.arms}
+    summary = write_summary(
+        [root], *collect(args, base, data_dir, root, archive, asked, args.folds or all_folds, not args.archived_only)
+    )
+    # The archive's own table covers everything it holds, whatever this call asked for: a run of one arm or
+    # fold never replaces the table of the others (nothing is trained for it)
+    held = {arm: archived_seeds(archive / arm) for arm in ARMS if arm != "mfcc"}
+    held = {"mfcc": args.seeds[:1], **{arm: seeds for arm, seeds in held.items() if seeds}}
+    write_summary([archive], *collect(args, base, data_dir, root, archive, held, all_folds, False), echo=False)
+    return summary
+
+
+def arm_seeds(arm: str, args: argparse.Namespace) -> list[int]:
+    """The seeds an arm runs: all asked for the main arms, the first for mfcc (it draws nothing), the
+    ablation seeds (default: the first) for the ablations."""
+    if arm == "mfcc":
+        return args.seeds[:1]
+    if arm in ("plain-compute", "plain-epochs", "gmp-tl"):
+        return args.seeds
+    return args.ablation_seeds or args.seeds[:1]
+
+
+def archived_seeds(arm_archive: Path) -> list[int]:
+    """The seeds of an arm with at least one archived fold."""
+    folders = arm_archive.glob("seed*") if arm_archive.is_dir() else []
+    return sorted(int(folder.name[4:]) for folder in folders if any(folder.glob("fold*.json")))
+
+
+def collect(
+    args: argparse.Namespace,
+    base: dict,
+    data_dir: str,
+    root: Path,
+    archive: Path,
+    arms: dict[str, list[int]],
+    folds: list[int],
+    train: bool,
+) -> tuple[dict, dict, list[str], dict]:
+    """Run (``train``) or read from the archive every arm and seed of ``arms`` on ``folds``: the results per
+    arm/stage, the compute each recorded, the arms not complete in the archive and their finished folds."""
     results: dict[str, list[dict]] = {}
     timings: dict[str, list[float]] = {}
     incomplete: list[str] = []
-    partial: dict[str, list[dict]] = {}  # --archived_only: arms with some folds archived, per-fold table only
-    for arm in args.arms:
-        seeds = args.seeds if arm in ("mfcc", "plain-compute", "plain-epochs", "gmp-tl") else None
-        seeds = args.seeds[:1] if arm == "mfcc" else seeds or args.ablation_seeds or args.seeds[:1]
+    partial: dict[str, list[dict]] = {}  # arms with only some folds archived: per-fold table only
+    for arm, seeds in arms.items():
         for seed in seeds:
             start = time.perf_counter()
             complete = True
@@ -322,7 +374,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 arm_archive = archive / arm / f"seed{seed}"
                 arm_folds = folds
-                if args.archived_only:
+                if not train:
                     arm_folds = [fold for fold in folds if (arm_archive / f"fold{fold}.json").is_file()]
                     complete = len(arm_folds) == len(folds)
                     if not complete:
@@ -331,12 +383,13 @@ def main(argv: list[str] | None = None) -> dict:
                         continue
                 summaries = []
                 for group, group_root, group_base, encoder in encoder_groups(
-                    args, base, data_dir, arm_folds, root, arm_archive
+                    args, base, data_dir, arm_folds, root, arm_archive, train
                 ):
                     config, chain = arm_config(group_base, arm, seed, data_dir, args.classes)
                     run_dir = group_root / arm / f"seed{seed}"
-                    copy_reused_steps(group_root, arm, seed, run_dir)
-                    summaries += run_arm(config, chain, args.corpus, run_dir, arm_archive, group, encoder)
+                    if train:
+                        copy_reused_steps(group_root, arm, seed, run_dir)
+                    summaries += run_arm(config, chain, args.corpus, run_dir, arm_archive, group, encoder, train)
                 summary = merge_folds(summaries)
             # a CV run reports the training + extraction time its steps recorded (right after resuming too)
             if complete:
@@ -347,7 +400,7 @@ def main(argv: list[str] | None = None) -> dict:
                 (results if complete else partial).setdefault(name, []).append(
                     {**summary["stages"][stage], "seed": seed}
                 )
-    return write_summary(root, results, timings, archive, incomplete, partial)
+    return results, timings, incomplete, partial
 
 
 def _cell(row: dict, metric: str, kind: str) -> str:
@@ -396,13 +449,14 @@ def per_fold_table(per_fold: dict[str, dict[int, float]]) -> list[str]:
 
 
 def write_summary(
-    root: Path,
+    folders: list[Path],
     results: dict[str, list[dict]],
     timings: dict[str, list[float]],
-    archive: Path,
     incomplete: list[str],
-    partial: dict[str, list[dict]] | None = None,
+    partial: dict[str, list[dict]],
+    echo: bool = True,
 ) -> dict:
+    """``study_results.{md,json}`` in each of ``folders`` (printed too, with ``echo``)."""
     lines = [
         "| arm | seeds | WAR over folds | UAR over folds | WAR over seeds | UAR over seeds | gender acc. "
         "| compute per CV run |",
@@ -433,15 +487,16 @@ def write_summary(
             lines.append(f"- {name}: GMP-TL stage 2 has the higher test UAR in {count} fold-seeds")
     if incomplete:
         lines.append(f"- not in the table, not finished yet: {'; '.join(incomplete)}")
-    per_fold = per_fold_uar(results, partial or {})
+    per_fold = per_fold_uar(results, partial)
     lines += ["", "Test UAR (%) per fold:", "", *per_fold_table(per_fold)]
-    for folder in (root, archive):
+    record = {"arms": table, "wins": comparisons, "incomplete": incomplete, "per_fold_uar": per_fold}
+    for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
-        record = {"arms": table, "wins": comparisons, "incomplete": incomplete, "per_fold_uar": per_fold}
         (folder / "study_results.json").write_text(json.dumps(record, indent=2))
         (folder / "study_results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-    return {"arms": table, "wins": comparisons, "incomplete": incomplete, "per_fold_uar": per_fold}
+    if echo:
+        print("\n".join(lines))
+    return record
 
 
 if __name__ == "__main__":
