@@ -128,6 +128,7 @@ def log_mel_statistics(wave: np.ndarray, rate: int = 16000) -> np.ndarray:
 def run_mfcc(config: dict, output_dir: Path) -> dict:
     """The classic reference on the same folds: statistics of hand-made features + logistic regression,
     for emotion and (the baseline beside the models' gender heads) for gender."""
+    start = time.perf_counter()
     dataset = load_data(DataArguments(**config["data"]))
     features = np.stack([log_mel_statistics(decode(audio)) for audio in dataset["audio"]])
     labels, folds = np.asarray(dataset["emotion"]), np.asarray(dataset["fold"])
@@ -150,7 +151,8 @@ def run_mfcc(config: dict, output_dir: Path) -> dict:
                 "per_fold": {f: {k: s[k] for k in keys} for f, s in enumerate(scores)},
                 **aggregate_folds(scores),
             }
-        }
+        },
+        "compute_time_s": time.perf_counter() - start,
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "cv_results.json").write_text(json.dumps(summary, indent=2))
@@ -321,14 +323,17 @@ def main(argv: list[str] | None = None) -> dict:
         root, archive = root / f"from-{Path(args.pretrained).stem}", archive / f"from-{Path(args.pretrained).stem}"
     all_folds = sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
     asked = {arm: arm_seeds(arm, args) for arm in args.arms}
+    baseline: dict[int, dict] = {}  # the MFCC baseline per seed, fitted once for both tables
+    folds = args.folds or all_folds
     summary = write_summary(
-        [root], *collect(args, base, data_dir, root, archive, asked, args.folds or all_folds, not args.archived_only)
+        [root], *collect(args, base, data_dir, root, archive, asked, folds, not args.archived_only, baseline)
     )
     # The archive's own table covers everything it holds, whatever this call asked for: a run of one arm or
     # fold never replaces the table of the others (nothing is trained for it)
-    held = {arm: archived_seeds(archive / arm) for arm in ARMS if arm != "mfcc"}
-    held = {"mfcc": args.seeds[:1], **{arm: seeds for arm, seeds in held.items() if seeds}}
-    write_summary([archive], *collect(args, base, data_dir, root, archive, held, all_folds, False), echo=False)
+    held = {"mfcc": args.seeds[:1]}
+    held |= {arm: seeds for arm in ARMS if arm != "mfcc" and (seeds := archived_seeds(archive / arm))}
+    archived = collect(args, base, data_dir, root, archive, held, all_folds, False, baseline)
+    write_summary([archive], *archived, echo=False)
     return summary
 
 
@@ -344,8 +349,7 @@ def arm_seeds(arm: str, args: argparse.Namespace) -> list[int]:
 
 def archived_seeds(arm_archive: Path) -> list[int]:
     """The seeds of an arm with at least one archived fold."""
-    folders = arm_archive.glob("seed*") if arm_archive.is_dir() else []
-    return sorted(int(folder.name[4:]) for folder in folders if any(folder.glob("fold*.json")))
+    return sorted(int(folder.name[4:]) for folder in arm_archive.glob("seed*") if any(folder.glob("fold*.json")))
 
 
 def collect(
@@ -357,20 +361,23 @@ def collect(
     arms: dict[str, list[int]],
     folds: list[int],
     train: bool,
+    baseline: dict[int, dict],
 ) -> tuple[dict, dict, list[str], dict]:
     """Run (``train``) or read from the archive every arm and seed of ``arms`` on ``folds``: the results per
-    arm/stage, the compute each recorded, the arms not complete in the archive and their finished folds."""
+    arm/stage, the compute each recorded, the arms not complete in the archive and their finished folds.
+    ``baseline`` keeps the MFCC baseline's summary per seed once fitted (it always covers every fold)."""
     results: dict[str, list[dict]] = {}
     timings: dict[str, list[float]] = {}
     incomplete: list[str] = []
     partial: dict[str, list[dict]] = {}  # arms with only some folds archived: per-fold table only
     for arm, seeds in arms.items():
         for seed in seeds:
-            start = time.perf_counter()
             complete = True
             if arm == "mfcc":
-                run_dir = root / arm / f"seed{seed}"
-                summary = run_mfcc(arm_config(base, "plain-compute", seed, data_dir, args.classes)[0], run_dir)
+                if seed not in baseline:
+                    config = arm_config(base, "plain-compute", seed, data_dir, args.classes)[0]
+                    baseline[seed] = run_mfcc(config, root / arm / f"seed{seed}")
+                summary = baseline[seed]
             else:
                 arm_archive = archive / arm / f"seed{seed}"
                 arm_folds = folds
@@ -393,7 +400,7 @@ def collect(
                 summary = merge_folds(summaries)
             # a CV run reports the training + extraction time its steps recorded (right after resuming too)
             if complete:
-                timings.setdefault(arm, []).append(summary.get("compute_time_s", time.perf_counter() - start))
+                timings.setdefault(arm, []).append(summary["compute_time_s"])
             stages = ("mtl", "stage1", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),)
             for stage in stages:
                 name = stage if stage in ("mtl", "stage1") else arm
