@@ -378,7 +378,8 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
             "--seeds", "7", "--folds", "0", "--archive", str(tmp_path / "archive")]  # fmt: skip
     summary = study.main(argv)
     assert set(summary["arms"]) == {"mfcc", "plain-epochs", "gmp-tl", "mtl", "stage1", "fresh-stage2"}
-    assert set(summary["per_fold_uar"]) == {f"{arm} seed 7" for arm in summary["arms"]}
+    # the MFCC baseline draws nothing: its row names no seed
+    assert set(summary["per_fold_uar"]) == {"mfcc"} | {f"{arm} seed 7" for arm in summary["arms"] if arm != "mfcc"}
     assert summary["wins"]["gmp-tl vs plain-epochs"] in ("0 of 1", "1 of 1", "0 of 1 (1 tied)")
     assert summary["arms"]["gmp-tl"]["gender_accuracy"] is not None
     root = tmp_path / "study" / "emodb" / "native"

@@ -434,9 +434,12 @@ def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
 
 
 def per_fold_uar(results: dict[str, list[dict]], partial: dict[str, list[dict]]) -> dict[str, dict[int, float]]:
-    """Test UAR of every fold, per arm (or stage) and seed; arms not finished yet marked."""
+    """Test UAR of every fold, per arm (or stage) and seed; arms not finished yet marked. The MFCC baseline
+    draws nothing, so its row names no seed (it is the same for any)."""
     return {
-        f"{name} seed {run['seed']}{note}": {int(fold): one["uar"] for fold, one in run["per_fold"].items()}
+        (name if name == "mfcc" else f"{name} seed {run['seed']}") + note: {
+            int(fold): one["uar"] for fold, one in run["per_fold"].items()
+        }
         for group, note in ((results, ""), (partial, " (unfinished)"))
         for name, runs in group.items()
         for run in runs
