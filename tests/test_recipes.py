@@ -363,6 +363,33 @@ def test_configs_label_paper_only_what_the_abstract_states():
                     assert "ours" in comment, f"{path.name}:{number}: the value itself is ours"
 
 
+def test_the_study_table_compares_each_ablation_with_the_same_model_of_gmp_tl(tmp_path):
+    """An ablation that trains its own MTL model and stage 1 gets rows for them, each paired with the same
+    model of gmp-tl on the same seeds and folds only (gmp-tl's other seeds do not enter the pair)."""
+    sys.path.insert(0, str(REPO_ROOT / "recipes" / "studies"))
+    import study
+
+    def run(seed: int, uars: list[float]) -> dict:
+        folds = {fold: {"uar": uar, "war": uar, "gender_accuracy": 0.9} for fold, uar in enumerate(uars)}
+        mean = sum(uars) / len(uars)
+        return {"per_fold": folds, "seed": seed, "uar_mean": mean, "uar_std": 0.0, "war_mean": mean, "war_std": 0.0,
+                "gender_accuracy_mean": 0.9}  # fmt: skip
+
+    results = {
+        "mtl": [run(1, [0.1, 0.1]), run(2, [0.2, 0.3])],
+        "gmp-tl": [run(1, [0.9, 0.9]), run(2, [0.4, 0.5])],
+        "no-gender mtl": [run(2, [0.3, 0.3])],
+        "no-gender": [run(2, [0.4, 0.6])],
+    }
+    timings = {"gmp-tl": [600.0, 600.0], "no-gender": [300.0]}
+    table = study.write_summary([tmp_path], results, timings, [], {}, echo=False)
+    assert table["wins"] == {"no-gender mtl vs mtl": "1 of 2 (1 tied)", "no-gender vs gmp-tl": "1 of 2 (1 tied)"}
+    assert table["paired_uar"]["no-gender vs gmp-tl"] == pytest.approx([0.5, 0.45])  # seed 2 only
+    assert table["arms"]["no-gender mtl"]["compute_time_s"] == 300.0  # its own chain's, not gmp-tl's
+    assert "| no-gender mtl | 1 |" in (tmp_path / "study_results.md").read_text()
+    assert "(inside no-gender)" in (tmp_path / "study_results.md").read_text()
+
+
 def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     """recipes/studies/study.py on the tiny synthetic corpus: plain at equal epochs, the chain, an
     ablation that reuses the chain's folders, the MFCC baseline; then a rerun reuses everything."""
@@ -381,6 +408,9 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     # the MFCC baseline draws nothing: its row names no seed
     assert set(summary["per_fold_uar"]) == {"mfcc"} | {f"{arm} seed 7" for arm in summary["arms"] if arm != "mfcc"}
     assert summary["wins"]["gmp-tl vs plain-epochs"] in ("0 of 1", "1 of 1", "0 of 1 (1 tied)")
+    fresh_uar, chain_uar = (summary["per_fold_uar"][f"{arm} seed 7"][0] for arm in ("fresh-stage2", "gmp-tl"))
+    assert summary["paired_uar"]["fresh-stage2 vs gmp-tl"] == pytest.approx([fresh_uar, chain_uar])
+    assert summary["wins"]["fresh-stage2 vs gmp-tl"].startswith("1 of 1") == (fresh_uar > chain_uar + 1e-9)
     assert summary["arms"]["gmp-tl"]["gender_accuracy"] is not None
     root = tmp_path / "study" / "emodb" / "native"
 

@@ -29,10 +29,12 @@ encoder. An encoder is pre-trained only when a fold that needs it is not archive
 Reused folders are copied; their records match by content. An interrupted study resumes: finished
 steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}
 for the arms, seeds and folds asked: mean +- std over folds (averaged over seeds), the spread of the seed
-means, the gender head's accuracy, the compute each arm recorded, and in how many fold-seeds GMP-TL beats
-each plain arm. The archive's own study_results.{md,json} is rewritten from the archive alone, whatever
-was asked: every arm and seed with an archived fold, over all folds (arms with folds missing are marked
-unfinished), so a run of one arm or fold never replaces the table of the others.
+means, the gender head's accuracy, the compute each arm recorded, in how many fold-seeds GMP-TL beats
+each plain arm, and each ablation against gmp-tl on the same seeds and folds, model by model (no-gender
+trains its own MTL model and stage 1, single-scale its own stage 1: rows ``no-gender mtl`` etc.). The
+archive's own study_results.{md,json} is rewritten from the archive alone, whatever was asked: every arm
+and seed with an archived fold, over all folds (arms with folds missing are marked unfinished), so a run of
+one arm or fold never replaces the table of the others.
 
 Every finished fold of an arm and seed is also archived as a small JSON file (its settings, the code
 version that made it, its test scores and compute) under --archive, by default
@@ -79,6 +81,8 @@ ARMS = (
     "mfcc", "plain-compute", "plain-epochs", "gmp-tl", "no-gender", "single-scale", "linear-stage2", "fresh-stage2",
 )  # fmt: skip
 REUSE = {"single-scale": ("mtl",), **{arm: ("mtl", "gmp", "stage1") for arm in ("linear-stage2", "fresh-stage2")}}
+OWN_STAGES = {"gmp-tl": ("mtl", "stage1", "stage2"), "no-gender": ("mtl", "stage1", "stage2"),
+              "single-scale": ("stage1", "stage2")}  # fmt: skip  # the stages a chain arm trains itself, not reused
 FINE_TUNING_ONLY = ("max_duration", "validation", "validation_size")  # data keys pre-training does not take
 CHANGES = {
     "no-gender": ("mtl", "gender_loss_weight", 0.0),
@@ -401,13 +405,35 @@ def collect(
             # a CV run reports the training + extraction time its steps recorded (right after resuming too)
             if complete:
                 timings.setdefault(arm, []).append(summary["compute_time_s"])
-            stages = ("mtl", "stage1", "stage2") if arm == "gmp-tl" else (summary.get("final_stage", "mfcc"),)
-            for stage in stages:
-                name = stage if stage in ("mtl", "stage1") else arm
-                (results if complete else partial).setdefault(name, []).append(
+            for stage in OWN_STAGES.get(arm, (summary.get("final_stage", "mfcc"),)):
+                (results if complete else partial).setdefault(row_name(arm, stage), []).append(
                     {**summary["stages"][stage], "seed": seed}
                 )
     return results, timings, incomplete, partial
+
+
+def row_name(arm: str, stage: str) -> str:
+    """A table row: the arm for its final model; ``mtl`` / ``stage1`` for the chain's earlier models, prefixed
+    by the ablation that trained its own (``no-gender mtl``)."""
+    if stage not in ("mtl", "stage1"):
+        return arm
+    return stage if arm == "gmp-tl" else f"{arm} {stage}"
+
+
+def row_arm(row: str) -> str:
+    """The arm whose CV run produced a table row (whose compute it shares)."""
+    arm, _, stage = row.rpartition(" ")
+    if row in ("mtl", "stage1"):
+        return "gmp-tl"
+    return arm if stage in ("mtl", "stage1") else row
+
+
+def same_model_in_gmp_tl(row: str) -> str | None:
+    """The row of the gmp-tl arm an ablation's row is compared with (the same stage), or None."""
+    arm = row_arm(row)
+    if arm not in CHANGES:
+        return None
+    return row[len(arm) + 1 :] if row != arm else "gmp-tl"
 
 
 def _cell(row: dict, metric: str, kind: str) -> str:
@@ -416,9 +442,9 @@ def _cell(row: dict, metric: str, kind: str) -> str:
     return "–" if spread is None else f"{100 * row[f'{metric}_folds_mean']:.1f} ± {100 * spread:.1f}"
 
 
-def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
-    """In how many fold-seeds (same fold, same seed) ``arm`` has the higher test UAR than ``baseline``, and
-    how many are tied."""
+def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> tuple[str, float, float] | None:
+    """In how many fold-seeds (same fold, same seed) ``arm`` has the higher test UAR than ``baseline`` (and
+    how many are tied), and the two mean UARs over those fold-seeds."""
     pairs = [
         (run["per_fold"][fold]["uar"], other["per_fold"][fold]["uar"])
         for run in results.get(arm, [])
@@ -430,7 +456,9 @@ def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> str | None:
     if not pairs:
         return None
     ties = sum(abs(a - b) < 1e-9 for a, b in pairs)  # the same recalls summed in another order
-    return f"{sum(a > b + 1e-9 for a, b in pairs)} of {len(pairs)}" + (f" ({ties} tied)" if ties else "")
+    count = f"{sum(a > b + 1e-9 for a, b in pairs)} of {len(pairs)}" + (f" ({ties} tied)" if ties else "")
+    means = np.mean(pairs, axis=0)
+    return count, float(means[0]), float(means[1])
 
 
 def per_fold_uar(results: dict[str, list[dict]], partial: dict[str, list[dict]]) -> dict[str, dict[int, float]]:
@@ -482,24 +510,34 @@ def write_summary(
             row[f"{metric}_seeds_std"] = float(seed_means.std()) if len(runs) > 1 else None
         gender = [r["gender_accuracy_mean"] for r in runs if "gender_accuracy_mean" in r]
         row["gender_accuracy"] = float(np.mean(gender)) if gender else None
-        inside_chain = arm in ("mtl", "stage1")  # rows of the gmp-tl arm's earlier stages
-        row["compute_time_s"] = float(np.mean(timings.get("gmp-tl" if inside_chain else arm, [float("nan")])))
+        owner = row_arm(arm)  # earlier stages of a chain share its CV run's compute
+        row["compute_time_s"] = float(np.mean(timings.get(owner, [float("nan")])))
         table[arm] = row
         seconds = row["compute_time_s"]
-        took = "(inside gmp-tl)" if inside_chain else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        took = f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        took = f"(inside {owner})" if owner != arm else took
         cells = [_cell(row, metric, kind) for kind in ("folds", "seeds") for metric in ("war", "uar")]
         accuracy = "–" if row["gender_accuracy"] is None else f"{100 * row['gender_accuracy']:.1f}"
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {accuracy} | {took} |")
-    comparisons = {f"gmp-tl vs {plain}": wins(results, "gmp-tl", plain) for plain in ("plain-compute", "plain-epochs")}
+    pairs = [("gmp-tl", plain) for plain in ("plain-compute", "plain-epochs")]
+    pairs += [(row, other) for row in results if (other := same_model_in_gmp_tl(row))]
+    comparisons, paired_uar = {}, {}
     lines.append("")
-    for name, count in comparisons.items():
-        if count:
-            lines.append(f"- {name}: GMP-TL stage 2 has the higher test UAR in {count} fold-seeds")
+    for row, other in pairs:
+        if (outcome := wins(results, row, other)) is None:
+            continue
+        count, mean, other_mean = outcome
+        comparisons[f"{row} vs {other}"], paired_uar[f"{row} vs {other}"] = count, [mean, other_mean]
+        lines.append(
+            f"- {row} vs {other} (same seeds and folds): {row} has the higher test UAR in {count} fold-seeds; "
+            f"mean {100 * mean:.1f} against {100 * other_mean:.1f} over them"
+        )
     if incomplete:
         lines.append(f"- not in the table, not finished yet: {'; '.join(incomplete)}")
     per_fold = per_fold_uar(results, partial)
     lines += ["", "Test UAR (%) per fold:", "", *per_fold_table(per_fold)]
-    record = {"arms": table, "wins": comparisons, "incomplete": incomplete, "per_fold_uar": per_fold}
+    record = {"arms": table, "wins": comparisons, "paired_uar": paired_uar, "incomplete": incomplete,
+              "per_fold_uar": per_fold}  # fmt: skip
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / "study_results.json").write_text(json.dumps(record, indent=2))
