@@ -369,17 +369,17 @@ def test_the_study_table_compares_each_ablation_with_the_same_model_of_gmp_tl(tm
     sys.path.insert(0, str(REPO_ROOT / "recipes" / "studies"))
     import study
 
-    def run(seed: int, uars: list[float]) -> dict:
+    def run(arm: str, stage: str, seed: int, uars: list[float]) -> dict:
         folds = {fold: {"uar": uar, "war": uar, "gender_accuracy": 0.9} for fold, uar in enumerate(uars)}
         mean = sum(uars) / len(uars)
-        return {"per_fold": folds, "seed": seed, "uar_mean": mean, "uar_std": 0.0, "war_mean": mean, "war_std": 0.0,
-                "gender_accuracy_mean": 0.9}  # fmt: skip
+        return {"per_fold": folds, "seed": seed, "arm": arm, "stage": stage, "uar_mean": mean, "uar_std": 0.0,
+                "war_mean": mean, "war_std": 0.0, "gender_accuracy_mean": 0.9}  # fmt: skip
 
     results = {
-        "mtl": [run(1, [0.1, 0.1]), run(2, [0.2, 0.3])],
-        "gmp-tl": [run(1, [0.9, 0.9]), run(2, [0.4, 0.5])],
-        "no-gender mtl": [run(2, [0.3, 0.3])],
-        "no-gender": [run(2, [0.4, 0.6])],
+        "mtl": [run("gmp-tl", "mtl", 1, [0.1, 0.1]), run("gmp-tl", "mtl", 2, [0.2, 0.3])],
+        "gmp-tl": [run("gmp-tl", "stage2", 1, [0.9, 0.9]), run("gmp-tl", "stage2", 2, [0.4, 0.5])],
+        "no-gender mtl": [run("no-gender", "mtl", 2, [0.3, 0.3])],
+        "no-gender": [run("no-gender", "stage2", 2, [0.4, 0.6])],
     }
     timings = {"gmp-tl": [600.0, 600.0], "no-gender": [300.0]}
     table = study.write_summary([tmp_path], results, timings, [], {}, echo=False)

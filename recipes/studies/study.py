@@ -407,7 +407,7 @@ def collect(
                 timings.setdefault(arm, []).append(summary["compute_time_s"])
             for stage in OWN_STAGES.get(arm, (summary.get("final_stage", "mfcc"),)):
                 (results if complete else partial).setdefault(row_name(arm, stage), []).append(
-                    {**summary["stages"][stage], "seed": seed}
+                    {**summary["stages"][stage], "seed": seed, "arm": arm, "stage": stage}
                 )
     return results, timings, incomplete, partial
 
@@ -418,22 +418,6 @@ def row_name(arm: str, stage: str) -> str:
     if stage not in ("mtl", "stage1"):
         return arm
     return stage if arm == "gmp-tl" else f"{arm} {stage}"
-
-
-def row_arm(row: str) -> str:
-    """The arm whose CV run produced a table row (whose compute it shares)."""
-    arm, _, stage = row.rpartition(" ")
-    if row in ("mtl", "stage1"):
-        return "gmp-tl"
-    return arm if stage in ("mtl", "stage1") else row
-
-
-def same_model_in_gmp_tl(row: str) -> str | None:
-    """The row of the gmp-tl arm an ablation's row is compared with (the same stage), or None."""
-    arm = row_arm(row)
-    if arm not in CHANGES:
-        return None
-    return row[len(arm) + 1 :] if row != arm else "gmp-tl"
 
 
 def _cell(row: dict, metric: str, kind: str) -> str:
@@ -494,7 +478,8 @@ def write_summary(
     partial: dict[str, list[dict]],
     echo: bool = True,
 ) -> dict:
-    """``study_results.{md,json}`` in each of ``folders`` (printed too, with ``echo``)."""
+    """``study_results.{md,json}`` in each of ``folders`` (printed too, with ``echo``). Every run of ``results``
+    names the arm whose CV run made it and the stage (``collect`` adds both)."""
     lines = [
         "| arm | seeds | WAR over folds | UAR over folds | WAR over seeds | UAR over seeds | gender acc. "
         "| compute per CV run |",
@@ -510,7 +495,7 @@ def write_summary(
             row[f"{metric}_seeds_std"] = float(seed_means.std()) if len(runs) > 1 else None
         gender = [r["gender_accuracy_mean"] for r in runs if "gender_accuracy_mean" in r]
         row["gender_accuracy"] = float(np.mean(gender)) if gender else None
-        owner = row_arm(arm)  # earlier stages of a chain share its CV run's compute
+        owner = runs[0]["arm"]  # earlier stages of a chain share its CV run's compute
         row["compute_time_s"] = float(np.mean(timings.get(owner, [float("nan")])))
         table[arm] = row
         seconds = row["compute_time_s"]
@@ -520,7 +505,7 @@ def write_summary(
         accuracy = "–" if row["gender_accuracy"] is None else f"{100 * row['gender_accuracy']:.1f}"
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {accuracy} | {took} |")
     pairs = [("gmp-tl", plain) for plain in ("plain-compute", "plain-epochs")]
-    pairs += [(row, other) for row in results if (other := same_model_in_gmp_tl(row))]
+    pairs += [(row, row_name("gmp-tl", runs[0]["stage"])) for row, runs in results.items() if runs[0]["arm"] in CHANGES]
     comparisons, paired_uar = {}, {}
     lines.append("")
     for row, other in pairs:
