@@ -385,9 +385,22 @@ def test_the_study_table_compares_each_ablation_with_the_same_model_of_gmp_tl(tm
     table = study.write_summary([tmp_path], results, timings, [], {}, echo=False)
     assert table["wins"] == {"no-gender mtl vs mtl": "1 of 2 (1 tied)", "no-gender vs gmp-tl": "1 of 2 (1 tied)"}
     assert table["paired_uar"]["no-gender vs gmp-tl"] == pytest.approx([0.5, 0.45])  # seed 2 only
+    assert table["sign_test_p"]["no-gender vs gmp-tl"] == 1.0  # one untied pair says nothing
     assert table["arms"]["no-gender mtl"]["compute_time_s"] == 300.0  # its own chain's, not gmp-tl's
     assert "| no-gender mtl | 1 |" in (tmp_path / "study_results.md").read_text()
     assert "(inside no-gender)" in (tmp_path / "study_results.md").read_text()
+
+
+def test_the_sign_test_matches_the_binomial_tails():
+    """Exact two-sided sign test, ties dropped: 9 of 10 is p = 22/1024; a balanced split is p = 1."""
+    sys.path.insert(0, str(REPO_ROOT / "recipes" / "studies"))
+    import study
+
+    assert study.sign_test(9, 1) == pytest.approx(22 / 1024)
+    assert study.sign_test(1, 9) == study.sign_test(9, 1)
+    assert study.sign_test(5, 5) == 1.0
+    assert study.sign_test(6, 0) == pytest.approx(2 / 64)
+    assert study.sign_test(0, 0) == 1.0
 
 
 def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):

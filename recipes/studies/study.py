@@ -30,11 +30,11 @@ Reused folders are copied; their records match by content. An interrupted study 
 steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}
 for the arms, seeds and folds asked: mean +- std over folds (averaged over seeds), the spread of the seed
 means, the gender head's accuracy, the compute each arm recorded, in how many fold-seeds GMP-TL beats
-each plain arm, and each ablation against gmp-tl on the same seeds and folds, model by model (no-gender
-trains its own MTL model and stage 1, single-scale its own stage 1: rows ``no-gender mtl`` etc.). The
-archive's own study_results.{md,json} is rewritten from the archive alone, whatever was asked: every arm
-and seed with an archived fold, over all folds (arms with folds missing are marked unfinished), so a run of
-one arm or fold never replaces the table of the others.
+each plain arm (with a two-sided sign test's p-value), and each ablation against gmp-tl on the same seeds
+and folds, model by model (no-gender trains its own MTL model and stage 1, single-scale its own stage 1:
+rows ``no-gender mtl`` etc.). The archive's own study_results.{md,json} is rewritten from the archive
+alone, whatever was asked: every arm and seed with an archived fold, over all folds (arms with folds
+missing are marked unfinished), so a run of one arm or fold never replaces the table of the others.
 
 Every finished fold of an arm and seed is also archived as a small JSON file (its settings, the code
 version that made it, its test scores and compute) under --archive, by default
@@ -50,6 +50,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -426,9 +427,19 @@ def _cell(row: dict, metric: str, kind: str) -> str:
     return "–" if spread is None else f"{100 * row[f'{metric}_folds_mean']:.1f} ± {100 * spread:.1f}"
 
 
-def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> tuple[str, float, float] | None:
+def sign_test(higher: int, lower: int) -> float:
+    """Two-sided exact sign test (ties dropped): the chance of a split at least this uneven if either side
+    were equally likely to be higher in each pair."""
+    n = higher + lower
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(higher, lower) + 1)) / 2**n
+    return min(1.0, 2 * tail)
+
+
+def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> tuple[str, float, float, float] | None:
     """In how many fold-seeds (same fold, same seed) ``arm`` has the higher test UAR than ``baseline`` (and
-    how many are tied), and the two mean UARs over those fold-seeds."""
+    how many are tied), the two mean UARs over those fold-seeds and the sign test's p-value."""
     pairs = [
         (run["per_fold"][fold]["uar"], other["per_fold"][fold]["uar"])
         for run in results.get(arm, [])
@@ -440,9 +451,10 @@ def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> tuple[str, 
     if not pairs:
         return None
     ties = sum(abs(a - b) < 1e-9 for a, b in pairs)  # the same recalls summed in another order
-    count = f"{sum(a > b + 1e-9 for a, b in pairs)} of {len(pairs)}" + (f" ({ties} tied)" if ties else "")
+    higher = sum(a > b + 1e-9 for a, b in pairs)
+    count = f"{higher} of {len(pairs)}" + (f" ({ties} tied)" if ties else "")
     means = np.mean(pairs, axis=0)
-    return count, float(means[0]), float(means[1])
+    return count, float(means[0]), float(means[1]), sign_test(higher, len(pairs) - higher - ties)
 
 
 def per_fold_uar(results: dict[str, list[dict]], partial: dict[str, list[dict]]) -> dict[str, dict[int, float]]:
@@ -506,22 +518,24 @@ def write_summary(
         lines.append(f"| {arm} | {len(runs)} | " + " | ".join(cells) + f" | {accuracy} | {took} |")
     pairs = [("gmp-tl", plain) for plain in ("plain-compute", "plain-epochs")]
     pairs += [(row, row_name("gmp-tl", runs[0]["stage"])) for row, runs in results.items() if runs[0]["arm"] in CHANGES]
-    comparisons, paired_uar = {}, {}
+    comparisons, paired_uar, sign_p = {}, {}, {}
     lines.append("")
     for row, other in pairs:
         if (outcome := wins(results, row, other)) is None:
             continue
-        count, mean, other_mean = outcome
-        comparisons[f"{row} vs {other}"], paired_uar[f"{row} vs {other}"] = count, [mean, other_mean]
+        count, mean, other_mean, p_value = outcome
+        name = f"{row} vs {other}"
+        comparisons[name], paired_uar[name], sign_p[name] = count, [mean, other_mean], p_value
         lines.append(
             f"- {row} vs {other} (same seeds and folds): {row} has the higher test UAR in {count} fold-seeds; "
-            f"mean {100 * mean:.1f} against {100 * other_mean:.1f} over them"
+            f"mean {100 * mean:.1f} against {100 * other_mean:.1f} over them; sign test p = {p_value:.2f}"
         )
     if incomplete:
         lines.append(f"- not in the table, not finished yet: {'; '.join(incomplete)}")
     per_fold = per_fold_uar(results, partial)
     lines += ["", "Test UAR (%) per fold:", "", *per_fold_table(per_fold)]
-    record = {"arms": table, "wins": comparisons, "paired_uar": paired_uar, "incomplete": incomplete,
+    record = {"arms": table, "wins": comparisons, "paired_uar": paired_uar, "sign_test_p": sign_p,
+              "incomplete": incomplete,
               "per_fold_uar": per_fold}  # fmt: skip
     for folder in folders:
         folder.mkdir(parents=True, exist_ok=True)
