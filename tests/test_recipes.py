@@ -401,6 +401,7 @@ def test_the_sign_test_matches_the_binomial_tails():
     assert study.sign_test(5, 5) == 1.0
     assert study.sign_test(6, 0) == pytest.approx(2 / 64)
     assert study.sign_test(0, 0) == 1.0
+    assert study.p_text(study.sign_test(20, 5)) == "< 0.01" and study.p_text(0.3) == "= 0.30"
 
 
 def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):

@@ -437,6 +437,11 @@ def sign_test(higher: int, lower: int) -> float:
     return min(1.0, 2 * tail)
 
 
+def p_text(p_value: float) -> str:
+    """``= 0.30`` or ``< 0.01`` (two decimals say all a sign test over a few dozen pairs can)."""
+    return "< 0.01" if p_value < 0.01 else f"= {p_value:.2f}"
+
+
 def wins(results: dict[str, list[dict]], arm: str, baseline: str) -> tuple[str, float, float, float] | None:
     """In how many fold-seeds (same fold, same seed) ``arm`` has the higher test UAR than ``baseline`` (and
     how many are tied), the two mean UARs over those fold-seeds and the sign test's p-value."""
@@ -528,7 +533,7 @@ def write_summary(
         comparisons[name], paired_uar[name], sign_p[name] = count, [mean, other_mean], p_value
         lines.append(
             f"- {row} vs {other} (same seeds and folds): {row} has the higher test UAR in {count} fold-seeds; "
-            f"mean {100 * mean:.1f} against {100 * other_mean:.1f} over them; sign test p = {p_value:.2f}"
+            f"mean {100 * mean:.1f} against {100 * other_mean:.1f} over them; sign test p {p_text(p_value)}"
         )
     if incomplete:
         lines.append(f"- not in the table, not finished yet: {'; '.join(incomplete)}")
