@@ -50,7 +50,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import shutil
 import time
 from collections.abc import Iterator
@@ -59,6 +58,7 @@ from pathlib import Path
 import numpy as np
 from scipy.fft import dct
 from scipy.signal import stft
+from scipy.stats import binomtest
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -429,12 +429,8 @@ def _cell(row: dict, metric: str, kind: str) -> str:
 
 def sign_test(higher: int, lower: int) -> float:
     """Two-sided exact sign test (ties dropped): the chance of a split at least this uneven if either side
-    were equally likely to be higher in each pair."""
-    n = higher + lower
-    if n == 0:
-        return 1.0
-    tail = sum(math.comb(n, k) for k in range(min(higher, lower) + 1)) / 2**n
-    return min(1.0, 2 * tail)
+    were equally likely to be higher in each pair (scipy's binomial test; 1 when every pair is tied)."""
+    return binomtest(higher, higher + lower).pvalue if higher + lower else 1.0
 
 
 def p_text(p_value: float) -> str:
