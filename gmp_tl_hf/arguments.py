@@ -116,6 +116,13 @@ class ModelArguments:
         metadata={"help": "Gender head input: statistics (mean+std of gender_layer) or embedding; ours."},
     )
     gender_layer: int = field(default=0, metadata={"help": "Hidden layer the gender statistics come from; ours."})
+    gender_spectral_features: bool = field(
+        default=True,
+        metadata={
+            "help": "The gender head also reads log-mel/MFCC statistics of the waveform, weighted by the refit "
+            "only (never by gradient); ours."
+        },
+    )
     refit_gender_head: bool = field(
         default=True,
         metadata={"help": "After training, refit the gender head by logistic regression on the training clips; ours."},

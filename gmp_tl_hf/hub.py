@@ -79,7 +79,8 @@ def model_card(results: dict[str, Any], base_model: str | None, repo_id: str = "
     if stage == "stage2":
         details += f", head initialised {results['model'].get('head_init', 'from_stage1').replace('_', ' ')}"
     if config.get("gender_head_trained"):
-        details += ", gender head refit on the final encoder"
+        spectral = " and log-mel/MFCC statistics of the audio" if config.get("gender_spectral_features") else ""
+        details += f", gender head refit on the final encoder{spectral}"
     else:
         details += ", gender head untrained (the pipeline refuses return_gender)"
     return Template(TEMPLATE.read_text()).substitute(

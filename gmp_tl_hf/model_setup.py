@@ -44,7 +44,15 @@ STAGE_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
-HEAD_PREFIXES = ("projector.", "classifier.", "gender_classifier.", "gmp_heads.", "pooler.", "layer_weights")
+HEAD_PREFIXES = (
+    "projector.",
+    "classifier.",
+    "gender_classifier.",
+    "spectral_gender_weight",
+    "gmp_heads.",
+    "pooler.",
+    "layer_weights",
+)
 
 
 CHECKPOINT_ONLY_KEYS = ("model_type", "architectures", "auto_map", "custom_pipelines", "transformers_version")
@@ -131,6 +139,7 @@ def build_model(
         "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
         "gender_input": model_args.gender_input,
         "gender_layer": model_args.gender_layer,
+        "gender_spectral_features": model_args.gender_spectral_features,
     }
     for key in ("mask_time_prob", "layerdrop"):
         if getattr(model_args, key) is not None:
@@ -238,10 +247,7 @@ def refit_gender_head(model: GMPEmotionMixin, rows, collator: SERCollator, batch
     if coef.shape[0] == 1:  # binary: logit(class 1) - logit(class 0) = w.x + b, split symmetrically
         coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])
     weight = coef / scale
-    bias = intercept - weight @ mean
-    head = model.gender_classifier
-    head.weight.copy_(torch.as_tensor(weight, dtype=head.weight.dtype))
-    head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+    model.set_gender_head(torch.as_tensor(weight), torch.as_tensor(intercept - weight @ mean))
     accuracy = float((classifier.predict((features - mean) / scale) == targets).mean())
     logger.debug("gender head refit on %d training clips (training accuracy %.3f)", len(targets), accuracy)
     return {

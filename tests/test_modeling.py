@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.fft
 import torch
 import torch.nn.functional as F
 from conftest import padded_batch, speechlike, tiny_config, tiny_model
 from transformers import AutoConfig, AutoModel, AutoModelForAudioClassification, HubertConfig, HubertModel
 
 from gmp_tl_hf import HubertForGMPEmotion, HubertGMPConfig, default_feature_extractor
+from gmp_tl_hf.models.spectral import spectral_frames
 from gmp_tl_hf.presets import encoder_preset
 
 
@@ -379,3 +382,83 @@ def test_a_checkpoint_saved_by_an_earlier_version_loads_and_answers_the_same():
     torch.testing.assert_close(out.window_logits[valid], expected_windows[valid], atol=1e-5, rtol=0)
     assert not out.window_logits[~valid].any()
     assert [g.mean().item() for g in out.gmp_logits] == pytest.approx(expected["gmp_logits_mean"], abs=1e-6)
+
+
+def reference_spectral_frames(wave: torch.Tensor) -> torch.Tensor:
+    """40 log-mel bands, 20 MFCCs and their deltas of one clip, written out frame by frame with an FFT
+    (the model computes them as one batched convolution)."""
+    frames = wave.double().unfold(0, 400, 320)
+    frames = (frames - frames.mean(dim=1, keepdim=True)) * torch.hamming_window(400, periodic=False).double()
+    power = torch.fft.rfft(frames, n=512).abs().square()
+    mel = lambda hz: 1127.0 * np.log1p(np.asarray(hz) / 700.0)  # noqa: E731
+    edges = np.linspace(mel(20.0), mel(8000.0), 42)
+    bins = mel(np.arange(257) * 16000 / 512)[:, None]
+    filters = np.maximum(0, np.minimum((bins - edges[:-2]) / (edges[1:-1] - edges[:-2]),
+                                       (edges[2:] - bins) / (edges[2:] - edges[1:-1])))  # fmt: skip
+    log_mel = torch.log(power @ torch.from_numpy(filters) + 1e-10)
+    cepstra = torch.from_numpy(scipy.fft.dct(log_mel.numpy(), type=2, norm="ortho", axis=1)[:, :20])
+    edge = torch.cat([cepstra[:1], cepstra[:1], cepstra, cepstra[-1:], cepstra[-1:]])
+    deltas = torch.stack([(edge[t + 3] - edge[t + 1] + 2 * (edge[t + 4] - edge[t])) / 10 for t in range(len(cepstra))])
+    return torch.cat([log_mel, cepstra, deltas], dim=1).float()
+
+
+def test_spectral_frames_are_log_mel_mfcc_and_deltas_on_the_encoder_grid():
+    values, mask = padded_batch([16000, 9000, 401], seed=3)
+    model = tiny_model(gender_spectral_features=True)
+    frame_mask = model.encoder_model.frame_mask(values, mask.sum(dim=-1))
+    batched = spectral_frames(values, 400, 320, frame_mask)
+    assert batched.shape == (3, model.num_frames(16000), 80)
+    for row, length in enumerate((16000, 9000, 401)):
+        frames = model.num_frames(length)
+        torch.testing.assert_close(batched[row, :frames], reference_spectral_frames(values[row, :length]),
+                                   atol=2e-3, rtol=1e-4)  # fmt: skip
+
+
+def test_spectral_gender_weights_start_at_zero_and_are_never_trained():
+    """Until the refit sets them, a model with the spectral gender input computes and trains exactly as one
+    without it (the multi-task model's gender task still teaches the encoder alone)."""
+    values, mask = padded_batch([16000, 12000])
+    labels = {"labels": torch.tensor([0, 3]), "gender_labels": torch.tensor([1, 0])}
+    plain = tiny_model(gender_input="statistics").train()
+    spectral = tiny_model(gender_input="statistics", gender_spectral_features=True).train()
+    assert not spectral.spectral_gender_weight.requires_grad and not spectral.spectral_gender_weight.any()
+    torch.manual_seed(0)
+    reference = plain(values, attention_mask=mask, **labels)
+    torch.manual_seed(0)
+    out = spectral(values, attention_mask=mask, **labels)
+    torch.testing.assert_close(out.gender_logits, reference.gender_logits)
+    torch.testing.assert_close(out.loss, reference.loss)
+    out.loss.backward()
+    assert spectral.spectral_gender_weight.grad is None
+    assert spectral.hubert.feature_projection.projection.weight.grad.abs().sum() > 0  # gender CE reaches the encoder
+
+
+@pytest.mark.parametrize("gender_input", ["statistics", "embedding"])
+def test_spectral_gender_input_ignores_padding_and_takes_the_refit_weights(gender_input):
+    model = tiny_model(gender_input=gender_input, gender_spectral_features=True)
+    trained = model.gender_classifier.in_features
+    weight, bias = torch.randn(2, trained + 160), torch.randn(2)
+    model.set_gender_head(weight, bias)
+    alone, _ = padded_batch([16000], seed=1)
+    padded, mask = padded_batch([24000, 16000, 9000], seed=2)
+    padded[1] = 0
+    padded[1, :16000] = alone[0]
+    features = model.gender_features(padded, mask)
+    assert features.shape == (3, trained + 160)
+    torch.testing.assert_close(model(padded, attention_mask=mask).gender_logits, features @ weight.T + bias)
+    torch.testing.assert_close(model.gender_features(alone)[0], features[1], atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(model(alone).gender_logits[0], model(padded, attention_mask=mask).gender_logits[1],
+                               atol=1e-4, rtol=1e-5)  # fmt: skip
+    with pytest.raises(ValueError, match="a gender head of"):
+        tiny_model(gender_input=gender_input).set_gender_head(weight, bias)
+
+
+def test_spectral_frames_stay_float32_under_autocast():
+    values, mask = padded_batch([16000, 9000], seed=4)
+    reference = spectral_frames(values, 400, 320)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = spectral_frames(values, 400, 320)
+        model = tiny_model(gender_input="statistics", gender_spectral_features=True)
+        assert model(values, attention_mask=mask).gender_logits.dtype == torch.float32
+    assert under_autocast.dtype == torch.float32
+    torch.testing.assert_close(under_autocast, reference)

@@ -24,7 +24,12 @@ for module in ("onnx", "onnxscript", "onnxruntime"):
 
 @pytest.fixture(
     scope="module",
-    params=[{"pooling": "mean"}, {"pooling": "attentive", "emotion_head": "am_softmax"}, {"family": "wavlm"}],
+    params=[
+        {"pooling": "mean"},
+        {"pooling": "attentive", "emotion_head": "am_softmax"},
+        {"family": "wavlm"},
+        {"gender_input": "statistics", "gender_spectral_features": True},
+    ],
 )
 def exported(request, tmp_path_factory):
     """A tiny checkpoint with confident heads, and its export."""
@@ -32,6 +37,8 @@ def exported(request, tmp_path_factory):
     model = tiny_model(seed=4, gender_head_trained=True, **request.param)
     with torch.no_grad():
         model.classifier.weight.mul_(10)
+        if model.config.gender_spectral_features:  # as a refit would leave them
+            model.spectral_gender_weight.normal_(std=0.02)
     model.save_pretrained(root / "checkpoint")
     default_feature_extractor().save_pretrained(root / "checkpoint")
     cli(["export-onnx", str(root / "checkpoint"), "--output", str(root / "exported"), "--timeline_window", "0.4"])

@@ -54,7 +54,13 @@ def assert_same_scores(result, expected, atol=1e-5):
 
 def test_checkpoint_carries_code_feature_extractor_and_pipeline(checkpoint):
     names = {p.name for p in checkpoint.iterdir()}
-    assert {"modeling_hubert_gmp.py", "configuration_hubert_gmp.py", "pipeline_hubert_gmp.py", "audio_io.py"} <= names
+    assert {
+        "modeling_hubert_gmp.py",
+        "configuration_hubert_gmp.py",
+        "pipeline_hubert_gmp.py",
+        "audio_io.py",
+        "spectral.py",
+    } <= names
     assert "preprocessor_config.json" in names
     config = json.loads((checkpoint / "config.json").read_text())
     assert set(config["auto_map"]) == {"AutoConfig", "AutoModel", "AutoModelForAudioClassification"}
@@ -221,16 +227,21 @@ LOCAL_ENCODER = {"num_hidden_layers": 1, "feat_extract_norm": "layer", "conv_bia
 
 
 @pytest.mark.parametrize("pooling", ["mean", "attentive"])
-@pytest.mark.parametrize("gender_input", ["statistics", "embedding"])
-def test_chunked_long_recording_stitches_the_exact_frames(tmp_path, pooling, gender_input):
+@pytest.mark.parametrize(
+    ("gender_input", "spectral"), [("statistics", False), ("embedding", False), ("statistics", True)]
+)
+def test_chunked_long_recording_stitches_the_exact_frames(tmp_path, pooling, gender_input, spectral):
     """With an encoder whose frames see only nearby audio (attention output zeroed, no GroupNorm over
     time), frames encoded in chunks with context are the recording's own frames: the chunked answer,
     gender and timeline equal the whole-recording ones."""
-    model = tiny_model(seed=5, pooling=pooling, gender_input=gender_input, gender_head_trained=True, **LOCAL_ENCODER)
+    model = tiny_model(seed=5, pooling=pooling, gender_input=gender_input, gender_spectral_features=spectral,
+                       gender_head_trained=True, **LOCAL_ENCODER)  # fmt: skip
     with torch.no_grad():
         for layer in model.hubert.encoder.layers:
             layer.attention.out_proj.weight.zero_()
         model.classifier.weight.mul_(20)  # confident heads, so that a misplaced frame would show
+        if spectral:  # spectral statistics that decide the gender answer, as a refit would weigh them
+            model.spectral_gender_weight.normal_(std=0.02)
     model.save_pretrained(tmp_path)
     default_feature_extractor().save_pretrained(tmp_path)
     classify = pipeline("audio-classification", model=str(tmp_path), trust_remote_code=True)

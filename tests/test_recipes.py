@@ -21,8 +21,9 @@ from transformers import Trainer, TrainingArguments, pipeline
 
 from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
+from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.data.splits import fold_split
-from gmp_tl_hf.fold_data import load_data
+from gmp_tl_hf.fold_data import load_data, prepare_splits
 from gmp_tl_hf.recipes.finetune import run_finetune
 from gmp_tl_hf.records import RecordMismatch
 
@@ -184,6 +185,14 @@ def test_recipe_models_answer_consistently(corpus_dir, tmp_path, pooling, family
         assert window["label"] == result["emotion"][0]["label"]
         assert all(abs(window["scores"][label] - score) < 1e-4 for label, score in utterance.items())
         assert {item["label"] for item in result["gender"]} == {"female", "male"}
+        assert classify.model.config.gender_spectral_features and classify.model.spectral_gender_weight.any()
+        refit = json.loads((tmp_path / "cv" / "fold0" / stage / "results.json").read_text())["gender_head_refit"]
+        rows = prepare_splits(DataArguments(**config["data"]))["train"].select_columns(["audio", "gender"])
+        batch = SERCollator(classify.feature_extractor, classify.model.config)(list(rows))
+        with torch.no_grad():
+            answers = classify.model(batch["input_values"], attention_mask=batch["attention_mask"]).gender_logits
+        # the saved model answers its training clips as the logistic regression it was refit with did
+        assert (answers.argmax(-1) == batch["gender_labels"]).float().mean().item() == refit["train_accuracy"]
 
 
 def test_cv_run_interrupted_mid_training_resumes_from_the_checkpoint(corpus_dir, tmp_path, monkeypatch):
@@ -302,7 +311,13 @@ def test_push_to_hub_and_load_back_in_a_fresh_process(corpus_dir, tmp_path):
         assert done.returncode == 0, done.stderr[-4000:]
         files = set(hub.state.repos["user/gmp-tl-tiny"]["files"])
         expected = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "results.json"}
-        expected |= {"modeling_hubert_gmp.py", "configuration_hubert_gmp.py", "pipeline_hubert_gmp.py", "audio_io.py"}
+        expected |= {
+            "modeling_hubert_gmp.py",
+            "configuration_hubert_gmp.py",
+            "pipeline_hubert_gmp.py",
+            "audio_io.py",
+            "spectral.py",
+        }
         assert expected <= files
         assert not any(name.startswith(("checkpoint-", "random_init/")) for name in files)
         card = hub.state.repos["user/gmp-tl-tiny"]["files"]["README.md"].decode()

@@ -15,7 +15,6 @@ no pre-emphasis, dither or liftering (ours: k-means does not need them).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,8 +22,7 @@ import torch
 from torch import nn
 
 from ..models.configuration_hubert_gmp import conv_output_length, receptive_field
-
-SAMPLING_RATE = 16000
+from ..models.spectral import dct_matrix, frame_deltas, mel_filterbank, power_spectrum
 
 
 @dataclass
@@ -38,27 +36,6 @@ class MFCCConfig:
     name_or_path: str = "mfcc"
 
 
-def mel_filterbank(num_bins: int, fft_size: int, rate: int = SAMPLING_RATE, low: float = 20.0) -> np.ndarray:
-    """Triangular filters on the mel scale, ``(fft_size // 2 + 1, num_bins)`` (Kaldi's low cut of 20 Hz)."""
-    mel = lambda hz: 1127.0 * np.log1p(np.asarray(hz) / 700.0)  # noqa: E731
-    edges = np.linspace(mel(low), mel(rate / 2), num_bins + 2)
-    bins = mel(np.arange(fft_size // 2 + 1) * rate / fft_size)[:, None]
-    rising = (bins - edges[None, :-2]) / (edges[1:-1] - edges[:-2])
-    falling = (edges[None, 2:] - bins) / (edges[2:] - edges[1:-1])
-    return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
-
-
-def deltas(features: torch.Tensor, width: int = 2) -> torch.Tensor:
-    """Regression deltas over time (rows) with edge frames repeated, as Kaldi and torchaudio compute them."""
-    padded = torch.cat([features[:1].expand(width, -1), features, features[-1:].expand(width, -1)])
-    total = len(features)
-    weights = range(1, width + 1)
-    numerator = sum(
-        n * (padded[width + n : width + n + total] - padded[width - n : width - n + total]) for n in weights
-    )
-    return numerator / (2 * sum(n * n for n in weights))
-
-
 class MFCCFrames(nn.Module):
     """13 MFCCs + deltas + delta-deltas per encoder frame of ``encoder_config`` (see the module docstring)."""
 
@@ -69,26 +46,19 @@ class MFCCFrames(nn.Module):
         hop = int(np.prod(strides))
         window = receptive_field(kernels, strides)
         self.config = MFCCConfig(3 * num_ceps, window, window, hop)
-        fft_size = 2 ** math.ceil(math.log2(window))
-        self.fft_size = fft_size
-        dct = np.cos(np.pi / num_mel_bins * (np.arange(num_mel_bins)[:, None] + 0.5) * np.arange(num_ceps)[None, :])
-        dct *= np.sqrt(2.0 / num_mel_bins)
-        dct[:, 0] /= np.sqrt(2.0)  # orthonormal DCT-II, as Kaldi's
-        self.register_buffer("filterbank", torch.from_numpy(mel_filterbank(num_mel_bins, fft_size)))
-        self.register_buffer("dct", torch.from_numpy(dct.astype(np.float32)))
-        self.register_buffer("window", torch.hamming_window(window, periodic=False))
+        fft_size = 2 ** (window - 1).bit_length()
+        self.register_buffer("filterbank", mel_filterbank(num_mel_bins, fft_size).float())
+        self.register_buffer("dct", dct_matrix(num_mel_bins, num_ceps).float())
 
     def num_frames(self, num_samples: int) -> int:
         return int(conv_output_length(num_samples, self.kernels, self.strides))
 
     def clip_features(self, wave: torch.Tensor) -> torch.Tensor:
-        """``(frames, 39)`` for one clip's valid samples."""
-        frames = wave.float().unfold(0, self.config.window, self.config.hop)
-        frames = frames - frames.mean(dim=1, keepdim=True)  # Kaldi removes each frame's DC offset
-        power = torch.fft.rfft(frames * self.window, n=self.fft_size).abs().pow(2)
+        """``(frames, 39)`` for one clip's valid samples (the framing of :mod:`gmp_tl_hf.models.spectral`)."""
+        power = power_spectrum(wave[None], self.config.window, self.config.hop)[0]
         cepstra = torch.log(power @ self.filterbank + 1e-10) @ self.dct
-        first = deltas(cepstra)
-        return torch.cat([cepstra, first, deltas(first)], dim=1)
+        first = frame_deltas(cepstra[None])[0]
+        return torch.cat([cepstra, first, frame_deltas(first[None])[0]], dim=1)
 
     @torch.no_grad()
     def layer_features(

@@ -80,6 +80,13 @@ class GMPConfigMixin:
         gender_layer (`int`, *optional*, defaults to 0):
             Hidden layer whose statistics the gender head reads with ``gender_input="statistics"``
             (0 = the transformer's input, the projected CNN features).
+        gender_spectral_features (`bool`, *optional*, defaults to `False`):
+            Whether the gender head also reads the mean and standard deviation of short-time spectral features
+            of the waveform (40 log-mel bands, 20 MFCCs and their deltas per encoder frame; ours). Their weights
+            are never trained by gradient (zero until then, so a training loss sees the gender head as without
+            them): the recipes' closed-form refit sets them with the rest of the head at the end of a stage. A
+            spectral envelope tells a speaker's gender to new speakers better than an encoder that has heard
+            few speakers does.
         gender_head_trained (`bool`, *optional*, defaults to `False`):
             Whether the gender head was trained on this encoder's embeddings (the recipes set it when the
             training data had genders). The pipeline refuses ``return_gender=True`` while it is false,
@@ -112,6 +119,7 @@ class GMPConfigMixin:
         gmp_loss_frames: str = "all",
         gender_input: str = "embedding",
         gender_layer: int = 0,
+        gender_spectral_features: bool = False,
         gender_head_trained: bool = False,
         **kwargs,
     ):
@@ -127,6 +135,7 @@ class GMPConfigMixin:
         self.gmp_loss_frames = gmp_loss_frames
         self.gender_input = gender_input
         self.gender_layer = int(gender_layer)
+        self.gender_spectral_features = bool(gender_spectral_features)
         self.gender_head_trained = bool(gender_head_trained)
         super().__init__(**kwargs)
         self._check_heads()

@@ -6,6 +6,7 @@ This file is copied next to every saved checkpoint (``trust_remote_code``), so i
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from dataclasses import dataclass
@@ -31,7 +32,14 @@ from transformers.models.hubert.modeling_hubert import _compute_mask_indices
 from transformers.utils import ModelOutput, logging
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_hubert_gmp import HubertGMPConfig, Wav2Vec2GMPConfig, WavLMGMPConfig, conv_output_length
+from .configuration_hubert_gmp import (
+    HubertGMPConfig,
+    Wav2Vec2GMPConfig,
+    WavLMGMPConfig,
+    conv_output_length,
+    receptive_field,
+)
+from .spectral import float32_region, spectral_frames
 
 logger = logging.get_logger(__name__)
 
@@ -96,8 +104,9 @@ class GMPFrameOutput(ModelOutput):
 
     Args:
         projected: Frames projected for pooling `(batch, frames, classifier_proj_size)`.
-        gender_frames: Frames of ``config.gender_layer`` `(batch, frames, hidden_size)` when the gender
-            head reads their statistics, else None.
+        gender_frames: The frames whose statistics the gender head reads `(batch, frames, dim)`: those of
+            ``config.gender_layer`` (``gender_input="statistics"``), then the spectral features
+            (``gender_spectral_features``), concatenated; None when it reads neither.
         frame_mask: `(batch, frames)` boolean mask of valid frames.
     """
 
@@ -352,6 +361,9 @@ class GMPEmotionMixin:
         gender_features = config.classifier_proj_size if config.gender_input == "embedding" else 2 * config.hidden_size
         self.gender_classifier = nn.Linear(gender_features, len(config.gender_labels))
         self.gmp_heads = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.gmp_cluster_sizes)
+        if config.gender_spectral_features:  # set in closed form (refit), never by gradient; no random draw
+            spectral_weight = torch.zeros(len(config.gender_labels), 2 * self.spectral_features)
+            self.spectral_gender_weight = nn.Parameter(spectral_weight, requires_grad=False)
         self.post_init()
 
     @torch.no_grad()
@@ -359,8 +371,11 @@ class GMPEmotionMixin:
         super()._init_weights(module)
         if isinstance(module, AMSoftmaxHead):
             init.normal_(module.weight, mean=0.0, std=self.config.initializer_range)
-        elif isinstance(module, GMPEmotionMixin) and hasattr(module, "layer_weights"):
-            init.constant_(module.layer_weights, 1.0 / (self.config.num_hidden_layers + 1))
+        elif isinstance(module, GMPEmotionMixin):
+            if hasattr(module, "layer_weights"):
+                init.constant_(module.layer_weights, 1.0 / (self.config.num_hidden_layers + 1))
+            if hasattr(module, "spectral_gender_weight"):
+                init.zeros_(module.spectral_gender_weight)
 
     @property
     def encoder_model(self) -> nn.Module:
@@ -375,6 +390,11 @@ class GMPEmotionMixin:
         """Train the heads only."""
         for param in self.encoder_model.parameters():
             param.requires_grad = False
+
+    @property
+    def spectral_features(self) -> int:
+        """Spectral features per frame the gender head reads (:func:`spectral_frames`' defaults)."""
+        return 40 + 2 * 20
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
         """Encoder frames for clips of ``num_samples`` samples (the model's conv-length arithmetic)."""
@@ -439,7 +459,7 @@ class GMPEmotionMixin:
 
         hidden = self._top_hidden(outputs)
         projected = self.projector(hidden)
-        gender_frames = self._gender_frames(outputs.hidden_states)
+        gender_frames = self._gender_frames(outputs.hidden_states, input_values, frame_mask)
         logits, gender_inputs, gender_logits, window_logits, window_mask = self._utterance_heads(
             projected, gender_frames, frame_mask, window_frames
         )
@@ -474,7 +494,7 @@ class GMPEmotionMixin:
         )
         return GMPFrameOutput(
             projected=self.projector(self._top_hidden(outputs)),
-            gender_frames=self._gender_frames(outputs.hidden_states),
+            gender_frames=self._gender_frames(outputs.hidden_states, input_values, frame_mask),
             frame_mask=frame_mask,
         )
 
@@ -506,8 +526,9 @@ class GMPEmotionMixin:
         outputs = self.encoder_model(input_values, output_hidden_states=self._needs_hidden_states, return_dict=True)
         projected = self.projector(self._top_hidden(outputs))
         frame_mask = torch.ones(projected.shape[:2], dtype=torch.bool, device=projected.device)
+        gender_frames = self._gender_frames(outputs.hidden_states, input_values, frame_mask)
         logits, _, gender_logits, window_logits, _ = self._utterance_heads(
-            projected, self._gender_frames(outputs.hidden_states), frame_mask, window_frames
+            projected, gender_frames, frame_mask, window_frames
         )
         return logits, gender_logits, window_logits, self.classifier(projected)
 
@@ -515,11 +536,8 @@ class GMPEmotionMixin:
         """Pooling and the emotion and gender heads; each window (if asked) goes the emotion path alone."""
         embeddings = self.dropout(self.pooler(projected, frame_mask))
         logits = self.classifier(embeddings)
-        if self.config.gender_input == "embedding":
-            gender_inputs = embeddings
-        else:
-            gender_inputs = mean_std_pooling(gender_frames, frame_mask)
-        gender_logits = self.gender_classifier(gender_inputs)
+        gender_inputs = self._gender_inputs(embeddings, gender_frames, frame_mask)
+        gender_logits = self._gender_logits(gender_inputs)
         window_logits = window_mask = None
         if window_frames is not None:
             window_batch, window_frame_mask, window_mask = split_windows(projected, frame_mask, window_frames)
@@ -527,11 +545,56 @@ class GMPEmotionMixin:
             window_logits = window_logits.view(*window_mask.shape, -1).masked_fill(~window_mask[..., None], 0.0)
         return logits, gender_inputs, gender_logits, window_logits, window_mask
 
-    def _gender_frames(self, hidden_states: tuple[torch.Tensor, ...] | None) -> torch.Tensor | None:
-        """The frames whose statistics the gender head reads (``config.gender_input="statistics"``)."""
-        if self.config.gender_input != "statistics":
-            return None
-        return hidden_states[self.config.gender_layer]
+    def _gender_frames(
+        self, hidden_states: tuple[torch.Tensor, ...] | None, input_values: torch.Tensor, frame_mask: torch.Tensor
+    ) -> torch.Tensor | None:
+        """The frames whose statistics the gender head reads: hidden layer ``gender_layer``
+        (``gender_input="statistics"``), then the spectral features (``gender_spectral_features``)."""
+        frames = []
+        if self.config.gender_input == "statistics":
+            frames.append(hidden_states[self.config.gender_layer])
+        if self.config.gender_spectral_features:
+            window = receptive_field(self.config.conv_kernel, self.config.conv_stride)
+            spectral = spectral_frames(input_values, window, math.prod(self.config.conv_stride), frame_mask)
+            frames = [*(layer.float() for layer in frames), spectral]  # float32, as the spectral frames are
+        return torch.cat(frames, dim=-1) if frames else None
+
+    def _gender_inputs(
+        self, embeddings: torch.Tensor, gender_frames: torch.Tensor | None, frame_mask: torch.Tensor
+    ) -> torch.Tensor:
+        """The gender head's input: the utterance embedding or the statistics of ``gender_layer``, then
+        the statistics of the spectral features (each part pooled on its own, so the two stay apart)."""
+        spectral = self.spectral_features if self.config.gender_spectral_features else 0
+        if self.config.gender_input == "embedding":
+            parts = [embeddings]
+        else:
+            parts = [mean_std_pooling(gender_frames[..., : gender_frames.shape[-1] - spectral], frame_mask)]
+        if spectral:
+            parts = [parts[0].float(), mean_std_pooling(gender_frames[..., -spectral:], frame_mask)]
+        return torch.cat(parts, dim=-1)
+
+    def _gender_logits(self, gender_inputs: torch.Tensor) -> torch.Tensor:
+        """The trained head on its part of the input, plus the closed-form spectral weights on theirs."""
+        trained = self.gender_classifier.in_features
+        logits = self.gender_classifier(gender_inputs[..., :trained])
+        if self.config.gender_spectral_features:
+            with float32_region(gender_inputs.device):
+                spectral = F.linear(gender_inputs[..., trained:].float(), self.spectral_gender_weight.float())
+            logits = logits + spectral
+        return logits
+
+    @torch.no_grad()
+    def set_gender_head(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Set the whole gender head from a linear classifier of :meth:`gender_features` (the refit)."""
+        trained = self.gender_classifier.in_features
+        head = self.gender_classifier
+        head.weight.copy_(torch.as_tensor(weight[:, :trained], dtype=head.weight.dtype))
+        head.bias.copy_(torch.as_tensor(bias, dtype=head.bias.dtype))
+        if self.config.gender_spectral_features:
+            spectral = self.spectral_gender_weight
+            spectral.copy_(torch.as_tensor(weight[:, trained:], dtype=spectral.dtype))
+        elif weight.shape[1] != trained:
+            raise ValueError(f"a gender head of {trained} inputs got {weight.shape[1]} weights")
 
     def gender_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The gender head's input for a batch (the recipes refit the head on them after training)."""
@@ -626,7 +689,7 @@ class GMPEmotionMixin:
             if config.gender_loss_weight > 0:
                 terms.append(config.gender_loss_weight * _cross_entropy(gender_logits, gender_labels))
             else:  # a probe: the gender head learns, the encoder and emotion head do not feel it
-                terms.append(_cross_entropy(self.gender_classifier(gender_inputs.detach()), gender_labels))
+                terms.append(_cross_entropy(self._gender_logits(gender_inputs.detach()), gender_labels))
         if gmp_labels is not None and config.gmp_loss_weight > 0:
             per_scale = [
                 _cross_entropy(scale_logits.flatten(0, 1), gmp_labels[..., scale].flatten())
