@@ -475,6 +475,13 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     assert {feature for feature, _, _ in probes} == expected
     assert all(len(values) == 1 and 0.0 <= values[0] <= 1.0 for values in probes.values())  # one fold
 
+    import gender_parts  # each half of the gender head's input refit alone; "both" is what the saved head answers
+
+    parts = gender_parts.main([str(root / "gmp-tl" / "seed7")])
+    assert set(parts) == {"mtl", "stage1", "stage2"} and all(len(rows) == 1 for rows in parts.values())
+    for rows in parts.values():
+        assert all(row["both"] == pytest.approx(row["recorded"]) and 0 <= row["spectral"] <= 1 for row in rows.values())
+
     import gmp_purity  # what the GMPs encode, and how two runs' labels agree (here: a run with itself)
 
     purity = gmp_purity.main([str(root / "gmp-tl" / "seed7"), "--compare", str(root / "gmp-tl" / "seed7")])

@@ -1,0 +1,97 @@
+"""What each half of the gender head's input is worth: a paired check on a finished cross-validation run.
+
+The recipes' gender head reads encoder statistics and (``gender_spectral_features``) log-mel/MFCC statistics,
+refit by logistic regression at the end of every stage. For every fold and stage of RUN_DIR this refits the
+same regression (standardised features, C = 1, the fold's training clips) on the encoder part only, the
+spectral part only and both, and scores each on the fold's test speakers; "both" must reproduce the
+accuracy the run recorded. "validation_pick" is the test accuracy of the half that scores best on the
+fold's validation speakers (a refit rule the recipes do not have, measured to see whether one would help).
+Writes ``gender_parts.json`` into RUN_DIR and prints a Markdown table.
+
+    python recipes/studies/gender_parts.py runs/gender-emodb
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from sklearn.linear_model import LogisticRegression
+
+from gmp_tl_hf.arguments import DataArguments
+from gmp_tl_hf.data.collator import SERCollator
+from gmp_tl_hf.fold_data import prepare_splits, sort_by_length
+from gmp_tl_hf.model_setup import load_feature_extractor, load_gmp_model
+
+STAGES = ("mtl", "stage1", "stage2", "plain")
+
+
+@torch.no_grad()
+def gender_inputs(model, collator: SERCollator, rows, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
+    """The gender head's input for the clips with a known gender, and their genders."""
+    rows = rows.filter(lambda gender: gender >= 0, input_columns="gender")
+    rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
+    features = []
+    for start in range(0, len(rows), batch_size):
+        batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+        features.append(model.gender_features(batch["input_values"], batch["attention_mask"]).float().numpy())
+    return np.concatenate(features), np.asarray(rows["gender"])
+
+
+def refit_accuracy(train: np.ndarray, train_genders: np.ndarray, test: np.ndarray, test_genders: np.ndarray) -> float:
+    """The recipes' refit (standardised features, logistic regression, C = 1), scored on the test clips."""
+    mean, scale = train.mean(axis=0), train.std(axis=0) + 1e-6
+    classifier = LogisticRegression(C=1.0, max_iter=2000).fit((train - mean) / scale, train_genders)
+    return float(classifier.score((test - mean) / scale, test_genders))
+
+
+def main(argv: list[str] | None = None) -> dict[str, dict[int, dict[str, float]]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path)
+    args = parser.parse_args(argv)
+    data = yaml.safe_load((args.run_dir / "config.yaml").read_text())["data"]
+    results: dict[str, dict[int, dict[str, float]]] = {}
+    for fold_dir in sorted(args.run_dir.glob("fold*"), key=lambda path: int(path.name[4:])):
+        fold = int(fold_dir.name[4:])
+        splits = prepare_splits(DataArguments(**data, fold=fold))
+        for stage in STAGES:
+            path = fold_dir / stage
+            if not (path / "results.json").is_file():
+                continue
+            model = load_gmp_model(str(path)).eval()
+            if not model.config.gender_spectral_features:
+                raise SystemExit(f"{path}: its gender head reads no spectral features (gender_spectral_features)")
+            collator = SERCollator(load_feature_extractor(str(path)), model.config)
+            train, train_genders = gender_inputs(model, collator, splits["train"])
+            test, test_genders = gender_inputs(model, collator, splits["test"])
+            encoder = model.gender_classifier.in_features
+            parts = {"encoder": slice(0, encoder), "spectral": slice(encoder, None), "both": slice(None)}
+            row = {name: refit_accuracy(train[:, cols], train_genders, test[:, cols], test_genders)
+                   for name, cols in parts.items()}  # fmt: skip
+            if "validation" in splits:  # which half a refit would pick on the validation speakers (not in the recipes)
+                held, held_genders = gender_inputs(model, collator, splits["validation"])
+                scores = {name: refit_accuracy(train[:, cols], train_genders, held[:, cols], held_genders)
+                          for name, cols in parts.items()}  # fmt: skip
+                row["validation_pick"] = row[max(("both", "spectral", "encoder"), key=scores.__getitem__)]
+            row["recorded"] = json.loads((path / "results.json").read_text())["test"]["gender_accuracy"]
+            results.setdefault(stage, {})[fold] = row
+            print(f"fold {fold} {stage}: " + ", ".join(f"{name} {100 * value:.1f}" for name, value in row.items()))
+    (args.run_dir / "gender_parts.json").write_text(json.dumps(results, indent=2))
+    folds = sorted({fold for rows in results.values() for fold in rows})
+    print("\n| model | gender input | " + " | ".join(f"f{fold}" for fold in folds) + " | mean |")
+    print("|---|---|" + "---|" * (len(folds) + 1))
+    for stage, rows in results.items():
+        for part in ("encoder", "spectral", "both", "validation_pick"):
+            values = [100 * rows[fold][part] if part in rows.get(fold, {}) else None for fold in folds]
+            cells = " | ".join("–" if value is None else f"{value:.1f}" for value in values)
+            mean = np.mean([value for value in values if value is not None])
+            print(f"| {stage} | {part} | {cells} | {mean:.1f} |")
+    return results
+
+
+if __name__ == "__main__":
+    main()
