@@ -134,6 +134,8 @@ def build_model(
         "gender_loss_weight": defaults["gender_loss_weight"]
         if model_args.gender_loss_weight is None
         else model_args.gender_loss_weight,
+        # the refit makes the head; a probe beside it would share the encoder's gradient clipping
+        "gender_probe": not model_args.refit_gender_head,
         "gmp_loss_weight": model_args.gmp_loss_weight,
         "gmp_loss_frames": model_args.gmp_loss_frames,
         "use_weighted_layer_sum": model_args.use_weighted_layer_sum,
@@ -216,18 +218,24 @@ def initialise_stage2_head(model: GMPEmotionMixin, head_init: str, seed: int) ->
     logger.info("stage2: %s emotion head, initialised %s", model.config.emotion_head, head_init.replace("_", " "))
 
 
+def gender_head_learns(config) -> bool:
+    """Whether training updates the gender head: as a task (``gender_loss_weight > 0``) or as a probe."""
+    return config.gender_loss_weight > 0 or config.gender_probe
+
+
 @torch.no_grad()
 def refit_gender_head(model: GMPEmotionMixin, rows, collator: SERCollator, batch_size: int = 8) -> dict | None:
     """Refit the gender head by logistic regression on the final encoder's features of the training clips.
 
-    The head is trained alongside the encoder (as a task or a probe), but a few epochs from scratch
-    leave it far from converged; a closed-form fit on the encoder the model ends with makes the gender
-    answer valid for that encoder, whatever the stage's losses were. Returns what was fitted.
+    In a stage with the gender task the head is trained alongside the encoder, but a few epochs from
+    scratch leave it far from converged; in one without it (``gender_loss_weight=0``) the recipes do not
+    train it at all. A closed-form fit on the encoder the model ends with makes the gender answer valid for
+    that encoder, whatever the stage's losses were. Returns what was fitted.
     """
     genders = np.asarray(rows["gender"])
     rows = rows.select(np.flatnonzero(genders >= 0))
     if len(set(rows["gender"])) < len(model.config.gender_labels):
-        logger.warning("not every gender occurs in the training clips; the gender head is left as trained")
+        logger.warning("not every gender occurs in the training clips; the gender head is not refit")
         return None
     rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
     was_training = model.training

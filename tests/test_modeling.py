@@ -182,6 +182,43 @@ def test_zero_gender_weight_trains_the_gender_head_as_a_probe_only():
     assert all(p.grad is None for p in model.hubert.parameters())
 
 
+@pytest.mark.parametrize("probe", [True, False])
+def test_an_untrained_gender_head_cannot_move_training_only_without_the_probe(probe):
+    """The probe's gradients share the Trainer's gradient-norm clipping with the encoder's, so with it the
+    gender head's weights (here: a refit's spectral weights, as stage 2 inherits them) change the emotion
+    training; with ``gender_probe=False`` (the recipes, which refit the head instead) they cannot."""
+    values, mask = padded_batch([16000, 12000])
+    labels = {"labels": torch.tensor([0, 3]), "gender_labels": torch.tensor([1, 0])}
+    settings = {"gender_loss_weight": 0.0, "gender_probe": probe, "gender_input": "statistics"}
+    models = [tiny_model(gender_spectral_features=True, **settings).train() for _ in range(2)]
+    with torch.no_grad():
+        models[1].spectral_gender_weight.normal_(std=0.1)
+    for model in models:  # two clipped AdamW steps, as the Trainer's
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for _ in range(2):
+            torch.manual_seed(0)
+            model(values, attention_mask=mask, **labels).loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+    encoders = [dict(model.hubert.named_parameters()) for model in models]
+    same = all(torch.equal(param, encoders[1][name]) for name, param in encoders[0].items())
+    assert same is not probe
+    if not probe:
+        assert torch.equal(models[0].gender_classifier.weight, models[1].gender_classifier.weight)
+
+
+def test_without_the_probe_gender_labels_add_nothing_to_the_loss():
+    model = tiny_model(gender_loss_weight=0.0, gender_probe=False).train()
+    values, mask = padded_batch([16000, 12000])
+    assert model(values, attention_mask=mask, gender_labels=torch.tensor([0, 1])).loss is None
+    labels = torch.tensor([0, 3])
+    torch.manual_seed(0)
+    with_genders = model(values, attention_mask=mask, labels=labels, gender_labels=torch.tensor([0, 1])).loss
+    torch.manual_seed(0)
+    torch.testing.assert_close(with_genders, model(values, attention_mask=mask, labels=labels).loss)
+
+
 def test_frame_labels_on_padded_frames_are_ignored():
     """Labels the collator left on padding (instead of -100) must not reach the loss."""
     model = tiny_model(gmp_loss_weight=1.0)
@@ -414,23 +451,31 @@ def test_spectral_frames_are_log_mel_mfcc_and_deltas_on_the_encoder_grid():
                                    atol=2e-3, rtol=1e-4)  # fmt: skip
 
 
-def test_spectral_gender_weights_start_at_zero_and_are_never_trained():
+def test_spectral_gender_weights_start_at_zero_and_are_never_trained(tmp_path):
     """Until the refit sets them, a model with the spectral gender input computes and trains exactly as one
-    without it (the multi-task model's gender task still teaches the encoder alone)."""
+    without it (the multi-task model's gender task still teaches the encoder alone). Both are loaded the way
+    the recipes load them, with ``from_pretrained``, which makes every ``nn.Parameter`` trainable again."""
     values, mask = padded_batch([16000, 12000])
     labels = {"labels": torch.tensor([0, 3]), "gender_labels": torch.tensor([1, 0])}
-    plain = tiny_model(gender_input="statistics").train()
-    spectral = tiny_model(gender_input="statistics", gender_spectral_features=True).train()
-    assert not spectral.spectral_gender_weight.requires_grad and not spectral.spectral_gender_weight.any()
-    torch.manual_seed(0)
-    reference = plain(values, attention_mask=mask, **labels)
-    torch.manual_seed(0)
-    out = spectral(values, attention_mask=mask, **labels)
-    torch.testing.assert_close(out.gender_logits, reference.gender_logits)
-    torch.testing.assert_close(out.loss, reference.loss)
-    out.loss.backward()
-    assert spectral.spectral_gender_weight.grad is None
-    assert spectral.hubert.feature_projection.projection.weight.grad.abs().sum() > 0  # gender CE reaches the encoder
+    tiny_model(gender_input="statistics").save_pretrained(tmp_path)
+    plain = HubertForGMPEmotion.from_pretrained(tmp_path).train()
+    config = HubertGMPConfig.from_pretrained(tmp_path, gender_spectral_features=True)
+    spectral = HubertForGMPEmotion.from_pretrained(tmp_path, config=config).train()
+    assert "spectral_gender_weight" not in dict(spectral.named_parameters())
+    assert not spectral.spectral_gender_weight.any()
+    grad_norms = {}
+    for name, model in (("plain", plain), ("spectral", spectral)):  # two clipped AdamW steps, as the Trainer's
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        for _ in range(2):
+            torch.manual_seed(0)
+            model(values, attention_mask=mask, **labels).loss.backward()
+            grad_norms.setdefault(name, []).append(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm=1.0))
+            optimizer.step()
+            optimizer.zero_grad()
+    assert grad_norms["spectral"] == grad_norms["plain"]
+    trained = dict(plain.named_parameters())
+    assert all(torch.equal(param, trained[name]) for name, param in spectral.named_parameters())
+    assert not spectral.spectral_gender_weight.any()
 
 
 @pytest.mark.parametrize("gender_input", ["statistics", "embedding"])

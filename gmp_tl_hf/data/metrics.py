@@ -40,11 +40,12 @@ def ser_metrics(
     }
 
 
-def make_compute_metrics(id2label: dict[int, str]) -> Callable:
+def make_compute_metrics(id2label: dict[int, str], gender: bool = True) -> Callable:
     """``compute_metrics`` for the Trainer: flat floats (war, uar, macro_f1, recall_<class>).
 
     Predictions may be a tuple (emotion logits first, then gender logits); when the gender labels
-    are among the Trainer's ``label_names`` the gender accuracy is reported too.
+    are among the Trainer's ``label_names`` the gender accuracy is reported too, unless ``gender`` is
+    false (a stage that does not train the gender head: its accuracy would describe nothing).
     """
     names = [id2label[i] for i in range(len(id2label))]
 
@@ -56,7 +57,8 @@ def make_compute_metrics(id2label: dict[int, str]) -> Callable:
         scores = ser_metrics(emotion_labels, np.argmax(emotion_logits, axis=-1), names)
         flat = {key: scores[key] for key in ("war", "uar", "macro_f1")}
         flat.update({f"recall_{name}": value for name, value in scores["recall"].items()})
-        if isinstance(label_ids, (tuple, list)) and len(label_ids) > 1 and isinstance(predictions, (tuple, list)):
+        with_gender = isinstance(label_ids, (tuple, list)) and len(label_ids) > 1
+        if gender and with_gender and isinstance(predictions, (tuple, list)):
             accuracy = gender_accuracy(label_ids[1], predictions[1])
             if accuracy is not None:
                 flat["gender_accuracy"] = accuracy

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..models.configuration_hubert_gmp import conv_output_length, receptive_field
-from ..models.spectral import dct_matrix, frame_deltas, mel_filterbank, power_spectrum
+from ..models.spectral import frame_deltas, log_mel_cepstra
 
 
 @dataclass
@@ -46,19 +46,17 @@ class MFCCFrames(nn.Module):
         hop = int(np.prod(strides))
         window = receptive_field(kernels, strides)
         self.config = MFCCConfig(3 * num_ceps, window, window, hop)
-        fft_size = 2 ** (window - 1).bit_length()
-        self.register_buffer("filterbank", mel_filterbank(num_mel_bins, fft_size).float())
-        self.register_buffer("dct", dct_matrix(num_mel_bins, num_ceps).float())
+        self.num_mel_bins, self.num_ceps = num_mel_bins, num_ceps
+        self.register_buffer("device_marker", torch.zeros(0), persistent=False)  # where it runs: model_device
 
     def num_frames(self, num_samples: int) -> int:
         return int(conv_output_length(num_samples, self.kernels, self.strides))
 
     def clip_features(self, wave: torch.Tensor) -> torch.Tensor:
         """``(frames, 39)`` for one clip's valid samples (the framing of :mod:`gmp_tl_hf.models.spectral`)."""
-        power = power_spectrum(wave[None], self.config.window, self.config.hop)[0]
-        cepstra = torch.log(power @ self.filterbank + 1e-10) @ self.dct
-        first = frame_deltas(cepstra[None])[0]
-        return torch.cat([cepstra, first, frame_deltas(first[None])[0]], dim=1)
+        _, cepstra = log_mel_cepstra(wave[None], self.config.window, self.config.hop, self.num_mel_bins, self.num_ceps)
+        first = frame_deltas(cepstra)
+        return torch.cat([cepstra, first, frame_deltas(first)], dim=-1)[0]
 
     @torch.no_grad()
     def layer_features(

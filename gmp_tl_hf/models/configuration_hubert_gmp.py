@@ -64,8 +64,12 @@ class GMPConfigMixin:
             Weight of the utterance emotion loss.
         gender_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the utterance gender loss in the multi-task objective. With 0 the gender task does
-            not touch the encoder or the emotion head: the gender head is still trained, as a probe on
-            detached embeddings, so that the pipeline's ``return_gender`` stays meaningful.
+            not reach the encoder or the emotion head (see ``gender_probe``).
+        gender_probe (`bool`, *optional*, defaults to `True`):
+            With ``gender_loss_weight=0``, whether the gender head is still trained, as a probe on detached
+            inputs. The recipes turn it off when they refit the head at the end of a stage (their default,
+            ours): a probe's gradients share the Trainer's gradient-norm clipping with the encoder's, so it
+            would move the emotion training after all.
         gmp_loss_weight (`float`, *optional*, defaults to 1.0):
             Weight of the frame-level GMP loss, which is the mean of the per-scale cross-entropies.
         gmp_loss_frames (`str`, *optional*, defaults to `"all"`):
@@ -115,6 +119,7 @@ class GMPConfigMixin:
         am_scale: float = 30.0,
         emotion_loss_weight: float = 1.0,
         gender_loss_weight: float = 1.0,
+        gender_probe: bool = True,
         gmp_loss_weight: float = 1.0,
         gmp_loss_frames: str = "all",
         gender_input: str = "embedding",
@@ -131,6 +136,7 @@ class GMPConfigMixin:
         self.am_scale = float(am_scale)
         self.emotion_loss_weight = float(emotion_loss_weight)
         self.gender_loss_weight = float(gender_loss_weight)
+        self.gender_probe = bool(gender_probe)
         self.gmp_loss_weight = float(gmp_loss_weight)
         self.gmp_loss_frames = gmp_loss_frames
         self.gender_input = gender_input

@@ -39,7 +39,7 @@ from .configuration_hubert_gmp import (
     conv_output_length,
     receptive_field,
 )
-from .spectral import float32_region, spectral_frames
+from .spectral import GENDER_FEATURES, float32_region, spectral_frames
 
 logger = logging.get_logger(__name__)
 
@@ -361,9 +361,12 @@ class GMPEmotionMixin:
         gender_features = config.classifier_proj_size if config.gender_input == "embedding" else 2 * config.hidden_size
         self.gender_classifier = nn.Linear(gender_features, len(config.gender_labels))
         self.gmp_heads = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.gmp_cluster_sizes)
-        if config.gender_spectral_features:  # set in closed form (refit), never by gradient; no random draw
+        if config.gender_spectral_features:
+            # set in closed form by the refit, never by gradient: a buffer, because `from_pretrained` makes every
+            # parameter trainable again (a frozen nn.Parameter was trained by AdamW and its large gradients
+            # changed the clipping of all others)
             spectral_weight = torch.zeros(len(config.gender_labels), 2 * self.spectral_features)
-            self.spectral_gender_weight = nn.Parameter(spectral_weight, requires_grad=False)
+            self.register_buffer("spectral_gender_weight", spectral_weight)
         self.post_init()
 
     @torch.no_grad()
@@ -394,7 +397,7 @@ class GMPEmotionMixin:
     @property
     def spectral_features(self) -> int:
         """Spectral features per frame the gender head reads (:func:`spectral_frames`' defaults)."""
-        return 40 + 2 * 20
+        return GENDER_FEATURES
 
     def num_frames(self, num_samples: torch.Tensor | int) -> torch.Tensor | int:
         """Encoder frames for clips of ``num_samples`` samples (the model's conv-length arithmetic)."""
@@ -688,7 +691,7 @@ class GMPEmotionMixin:
             _check_label_range(gender_labels, len(config.gender_labels), "gender_labels")
             if config.gender_loss_weight > 0:
                 terms.append(config.gender_loss_weight * _cross_entropy(gender_logits, gender_labels))
-            else:  # a probe: the gender head learns, the encoder and emotion head do not feel it
+            elif config.gender_probe:  # the gender head learns on detached inputs; the encoder gets no gradient
                 terms.append(_cross_entropy(self._gender_logits(gender_inputs.detach()), gender_labels))
         if gmp_labels is not None and config.gmp_loss_weight > 0:
             per_scale = [

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 SAMPLING_RATE = 16000
+GENDER_MEL_BINS, GENDER_CEPS = 40, 20  # the gender head's features: the MFCC + LR baseline's (ours)
+GENDER_FEATURES = GENDER_MEL_BINS + 2 * GENDER_CEPS  # log-mel bands, MFCCs, MFCC deltas
 
 
 def mel_filterbank(num_bins: int, fft_size: int, rate: int = SAMPLING_RATE, low: float = 20.0) -> torch.Tensor:
@@ -89,21 +91,29 @@ def power_spectrum(input_values: torch.Tensor, window: int, hop: int) -> torch.T
     return spectrum[..., :bins].square() + spectrum[..., bins:].square()
 
 
+def log_mel_cepstra(
+    input_values: torch.Tensor, window: int, hop: int, num_mel_bins: int, num_ceps: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(batch, frames, num_mel_bins)`` log-mel bands and ``(batch, frames, num_ceps)`` MFCCs, in float32."""
+    with float32_region(input_values.device):
+        power = power_spectrum(input_values, window, hop)
+        filterbank = mel_filterbank(num_mel_bins, 2 * (power.shape[-1] - 1)).to(power)
+        log_mel = torch.log(power @ filterbank + 1e-10)
+        return log_mel, log_mel @ dct_matrix(num_mel_bins, num_ceps).to(power)
+
+
 def spectral_frames(
     input_values: torch.Tensor,
     window: int,
     hop: int,
     frame_mask: torch.Tensor | None = None,
-    num_mel_bins: int = 40,
-    num_ceps: int = 20,
+    num_mel_bins: int = GENDER_MEL_BINS,
+    num_ceps: int = GENDER_CEPS,
 ) -> torch.Tensor:
     """``(batch, frames, num_mel_bins + 2 * num_ceps)``: log-mel bands, MFCCs and MFCC deltas per frame.
 
     The defaults are the features of the study's MFCC + logistic-regression baseline (ours), on the encoder's
     frame grid; ``frame_mask`` `(batch, frames)` marks each clip's valid frames (for the deltas' edges)."""
+    log_mel, cepstra = log_mel_cepstra(input_values, window, hop, num_mel_bins, num_ceps)
     with float32_region(input_values.device):
-        power = power_spectrum(input_values, window, hop)
-        filterbank = mel_filterbank(num_mel_bins, 2 * (power.shape[-1] - 1)).to(power)
-        log_mel = torch.log(power @ filterbank + 1e-10)
-        cepstra = log_mel @ dct_matrix(num_mel_bins, num_ceps).to(power)
         return torch.cat([log_mel, cepstra, frame_deltas(cepstra, frame_mask)], dim=-1)

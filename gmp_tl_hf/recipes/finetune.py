@@ -36,7 +36,7 @@ from ..data.metrics import gender_accuracy, make_compute_metrics, ser_metrics
 from ..fold_data import missing_classes, prepare_splits, sort_by_length, split_signature
 from ..gmp.quantizer import GMPQuantizer
 from ..hub import push_run, write_model_card
-from ..model_setup import build_model, load_feature_extractor, model_source, refit_gender_head
+from ..model_setup import build_model, gender_head_learns, load_feature_extractor, model_source, refit_gender_head
 from ..processes import check_processes_connected, process_state
 from ..records import (
     close_step,
@@ -171,7 +171,7 @@ def run_finetune(
             eval_dataset=splits.get("validation"),
             data_collator=collator,
             processing_class=extractor,
-            compute_metrics=make_compute_metrics(model.config.id2label),
+            compute_metrics=make_compute_metrics(model.config.id2label, gender=gender_head_learns(model.config)),
             callbacks=[CropEpochCallback(collator)],
         )
         quiet_console(trainer)
@@ -210,8 +210,10 @@ def run_finetune(
                 results[name]["gender_accuracy"] = gender_accuracy(prediction.label_ids[1], prediction.predictions[1])
 
         # Save (model with its code, quantizer, results, record, model card) and push
-        # the gender head learnt (as a task or as a probe on this encoder) only where training clips had genders
-        model.config.gender_head_trained = any(gender >= 0 for gender in splits["train"]["gender"])
+        # the gender head fits this encoder if it was refit on it, or learnt on it (as a task or a probe) from
+        # training clips that had genders
+        had_genders = any(gender >= 0 for gender in splits["train"]["gender"])
+        model.config.gender_head_trained = gender_fit is not None or (had_genders and gender_head_learns(model.config))
         results["model"]["config"]["gender_head_trained"] = model.config.gender_head_trained
         trainer.save_model(str(output_dir))  # writes on the main process only
         if state.is_main_process:
