@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from datasets import Dataset, concatenate_datasets
 from sklearn.linear_model import LogisticRegression
 from transformers import (
     HubertConfig,
@@ -224,20 +225,25 @@ def gender_head_learns(config) -> bool:
 
 
 @torch.no_grad()
-def refit_gender_head(model: GMPEmotionMixin, rows, collator: SERCollator, batch_size: int = 8) -> dict | None:
-    """Refit the gender head by logistic regression on the final encoder's features of the training clips.
+def refit_gender_head(
+    model: GMPEmotionMixin, parts: dict[str, Dataset], collator: SERCollator, batch_size: int = 8
+) -> dict | None:
+    """Refit the gender head by logistic regression on the final encoder's features of the clips of ``parts``
+    (the recipes: training and validation speakers, every speaker outside the test fold, as the MFCC + LR
+    baseline is fitted; ours).
 
     In a stage with the gender task the head is trained alongside the encoder, but a few epochs from
     scratch leave it far from converged; in one without it (``gender_loss_weight=0``) the recipes do not
     train it at all. A closed-form fit on the encoder the model ends with makes the gender answer valid for
     that encoder, whatever the stage's losses were. Returns what was fitted.
     """
-    genders = np.asarray(rows["gender"])
-    rows = rows.select(np.flatnonzero(genders >= 0))
+    columns = ["audio", "gender", "num_samples"]
+    rows = concatenate_datasets([part.select_columns(columns) for part in parts.values()])
+    rows = rows.select(np.flatnonzero(np.asarray(rows["gender"]) >= 0))
     if len(set(rows["gender"])) < len(model.config.gender_labels):
-        logger.warning("not every gender occurs in the training clips; the gender head is not refit")
+        logger.warning("not every gender occurs in the %s clips; the gender head is not refit", " + ".join(parts))
         return None
-    rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
+    rows = sort_by_length(rows)
     was_training = model.training
     model.eval()
     features = []
@@ -257,9 +263,10 @@ def refit_gender_head(model: GMPEmotionMixin, rows, collator: SERCollator, batch
     weight = coef / scale
     model.set_gender_head(torch.as_tensor(weight), torch.as_tensor(intercept - weight @ mean))
     accuracy = float((classifier.predict((features - mean) / scale) == targets).mean())
-    logger.debug("gender head refit on %d training clips (training accuracy %.3f)", len(targets), accuracy)
+    logger.debug("gender head refit on %d %s clips (accuracy on them %.3f)", len(targets), "+".join(parts), accuracy)
     return {
         "method": "logistic regression (C=1, standardised features)",
+        "splits": list(parts),
         "clips": len(targets),
         "train_accuracy": accuracy,
     }

@@ -192,12 +192,17 @@ def test_recipe_models_answer_consistently(corpus_dir, tmp_path, pooling, family
         assert {item["label"] for item in result["gender"]} == {"female", "male"}
         assert classify.model.config.gender_spectral_features and classify.model.spectral_gender_weight.any()
         refit = json.loads((tmp_path / "cv" / "fold0" / stage / "results.json").read_text())["gender_head_refit"]
-        rows = prepare_splits(DataArguments(**config["data"]))["train"].select_columns(["audio", "gender"])
-        batch = SERCollator(classify.feature_extractor, classify.model.config)(list(rows))
+        assert refit["splits"] == ["train", "validation"]  # every speaker outside the test fold
+        splits = prepare_splits(DataArguments(**config["data"]))
+        rows = [row for name in refit["splits"] for row in splits[name].select_columns(["audio", "gender"])]
+        assert refit["clips"] == len(rows)
+        batch = SERCollator(classify.feature_extractor, classify.model.config)(rows)
         with torch.no_grad():
             answers = classify.model(batch["input_values"], attention_mask=batch["attention_mask"]).gender_logits
-        # the saved model answers its training clips as the logistic regression it was refit with did
+        # the saved model answers the clips it was refit on as the logistic regression did
         assert (answers.argmax(-1) == batch["gender_labels"]).float().mean().item() == refit["train_accuracy"]
+        results = json.loads((tmp_path / "cv" / "fold0" / stage / "results.json").read_text())
+        assert results["validation"]["gender_accuracy"] is None and results["test"]["gender_accuracy"] is not None
 
 
 def test_cv_run_interrupted_mid_training_resumes_from_the_checkpoint(corpus_dir, tmp_path, monkeypatch):
@@ -486,6 +491,7 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     assert set(parts) == {"mtl", "stage1", "stage2"} and all(len(rows) == 1 for rows in parts.values())
     for rows in parts.values():
         assert all(row["both"] == pytest.approx(row["recorded"]) and 0 <= row["spectral"] <= 1 for row in rows.values())
+        assert all(0 <= row["both_train_only"] <= 1 for row in rows.values())  # the recipe refits on train + validation
 
     import gmp_purity  # what the GMPs encode, and how two runs' labels agree (here: a run with itself)
 

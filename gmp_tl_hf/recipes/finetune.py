@@ -188,8 +188,10 @@ def run_finetune(
             len(splits["train"]),
         )
 
-        # Evaluate: the gender head refit for the final encoder, then validation and test
-        gender_fit = refit_gender_head(model, splits["train"], collator) if model_args.refit_gender_head else None
+        # Evaluate: the gender head refit for the final encoder on every clip outside the test fold, then
+        # validation and test (validation gender accuracy only where the refit did not see those clips)
+        refit_parts = {name: splits[name] for name in ("train", "validation") if name in splits}
+        gender_fit = refit_gender_head(model, refit_parts, collator) if model_args.refit_gender_head else None
         results: dict[str, Any] = {
             "stage": stage,
             "fold": data_args.fold,
@@ -207,7 +209,10 @@ def run_finetune(
                 prediction = trainer.predict(splits[name], metric_key_prefix=name)
                 logits, labels = prediction.predictions[0], prediction.label_ids[0]  # (emotion, gender) pairs
                 results[name] = ser_metrics(labels, np.argmax(logits, axis=-1), label_names)
-                results[name]["gender_accuracy"] = gender_accuracy(prediction.label_ids[1], prediction.predictions[1])
+                held_out = gender_fit is None or name not in gender_fit["splits"]
+                results[name]["gender_accuracy"] = (
+                    gender_accuracy(prediction.label_ids[1], prediction.predictions[1]) if held_out else None
+                )
 
         # Save (model with its code, quantizer, results, record, model card) and push
         # the gender head fits this encoder if it was refit on it, or learnt on it (as a task or a probe) from
