@@ -225,6 +225,35 @@ def gender_head_learns(config) -> bool:
 
 
 @torch.no_grad()
+def gender_head_inputs(
+    model: GMPEmotionMixin, rows: Dataset, collator: SERCollator, batch_size: int = 8
+) -> tuple[np.ndarray, np.ndarray]:
+    """The gender head's input (:meth:`gender_features`) for the clips of ``rows`` with a known gender, and
+    their genders."""
+    rows = rows.select(np.flatnonzero(np.asarray(rows["gender"]) >= 0))
+    rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
+    was_training = model.training
+    model.eval()
+    features = []
+    for start in range(0, len(rows), batch_size):
+        batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
+        mask = batch.get("attention_mask")
+        inputs = batch["input_values"].to(model.device)
+        output = model.gender_features(inputs, None if mask is None else mask.to(model.device))
+        features.append(output.float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(features), np.asarray(rows["gender"])
+
+
+def fit_gender_regression(
+    features: np.ndarray, genders: np.ndarray
+) -> tuple[LogisticRegression, np.ndarray, np.ndarray]:
+    """The refit's regression (ours): logistic regression, C = 1, on features standardised by their ``mean``
+    and ``scale``; returns the classifier, mean and scale."""
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    return LogisticRegression(C=1.0, max_iter=2000).fit((features - mean) / scale, genders), mean, scale
+
+
 def refit_gender_head(
     model: GMPEmotionMixin, parts: dict[str, Dataset], collator: SERCollator, batch_size: int = 8
 ) -> dict | None:
@@ -237,26 +266,12 @@ def refit_gender_head(
     train it at all. A closed-form fit on the encoder the model ends with makes the gender answer valid for
     that encoder, whatever the stage's losses were. Returns what was fitted.
     """
-    columns = ["audio", "gender", "num_samples"]
-    rows = concatenate_datasets([part.select_columns(columns) for part in parts.values()])
-    rows = rows.select(np.flatnonzero(np.asarray(rows["gender"]) >= 0))
-    if len(set(rows["gender"])) < len(model.config.gender_labels):
+    rows = concatenate_datasets([part.select_columns(["audio", "gender", "num_samples"]) for part in parts.values()])
+    if len({gender for gender in rows["gender"] if gender >= 0}) < len(model.config.gender_labels):
         logger.warning("not every gender occurs in the %s clips; the gender head is not refit", " + ".join(parts))
         return None
-    rows = sort_by_length(rows)
-    was_training = model.training
-    model.eval()
-    features = []
-    for start in range(0, len(rows), batch_size):
-        batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
-        mask = batch.get("attention_mask")
-        inputs = batch["input_values"].to(model.device)
-        output = model.gender_features(inputs, None if mask is None else mask.to(model.device))
-        features.append(output.float().cpu().numpy())
-    model.train(was_training)
-    features, targets = np.concatenate(features), np.asarray(rows["gender"])
-    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    classifier = LogisticRegression(C=1.0, max_iter=2000).fit((features - mean) / scale, targets)
+    features, targets = gender_head_inputs(model, rows, collator, batch_size)
+    classifier, mean, scale = fit_gender_regression(features, targets)
     coef, intercept = classifier.coef_, classifier.intercept_
     if coef.shape[0] == 1:  # binary: logit(class 1) - logit(class 0) = w.x + b, split symmetrically
         coef, intercept = np.concatenate([-coef / 2, coef / 2]), np.array([-intercept[0] / 2, intercept[0] / 2])

@@ -20,34 +20,19 @@ import json
 from pathlib import Path
 
 import numpy as np
-import torch
 import yaml
-from sklearn.linear_model import LogisticRegression
 
 from gmp_tl_hf.arguments import DataArguments
 from gmp_tl_hf.data.collator import SERCollator
-from gmp_tl_hf.fold_data import prepare_splits, sort_by_length
-from gmp_tl_hf.model_setup import load_feature_extractor, load_gmp_model
+from gmp_tl_hf.fold_data import prepare_splits
+from gmp_tl_hf.model_setup import fit_gender_regression, gender_head_inputs, load_feature_extractor, load_gmp_model
 
 STAGES = ("mtl", "stage1", "stage2", "plain")
 
 
-@torch.no_grad()
-def gender_inputs(model, collator: SERCollator, rows, batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """The gender head's input for the clips with a known gender, and their genders."""
-    rows = rows.filter(lambda gender: gender >= 0, input_columns="gender")
-    rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
-    features = []
-    for start in range(0, len(rows), batch_size):
-        batch = collator([rows[i] for i in range(start, min(start + batch_size, len(rows)))])
-        features.append(model.gender_features(batch["input_values"], batch["attention_mask"]).float().numpy())
-    return np.concatenate(features), np.asarray(rows["gender"])
-
-
 def refit_accuracy(train: np.ndarray, train_genders: np.ndarray, test: np.ndarray, test_genders: np.ndarray) -> float:
-    """The recipes' refit (standardised features, logistic regression, C = 1), scored on the test clips."""
-    mean, scale = train.mean(axis=0), train.std(axis=0) + 1e-6
-    classifier = LogisticRegression(C=1.0, max_iter=2000).fit((train - mean) / scale, train_genders)
+    """The recipes' refit regression, scored on the test clips."""
+    classifier, mean, scale = fit_gender_regression(train, train_genders)
     return float(classifier.score((test - mean) / scale, test_genders))
 
 
@@ -70,8 +55,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, dict[str, float]]
             collator = SERCollator(load_feature_extractor(str(path)), model.config)
             recorded = json.loads((path / "results.json").read_text())
             refit_splits = (recorded.get("gender_head_refit") or {}).get("splits", ["train"])
-            inputs = {name: gender_inputs(model, collator, splits[name]) for name in ("train", "validation", "test")
-                      if name in splits}  # fmt: skip
+            names = [name for name in ("train", "validation", "test") if name in splits]
+            inputs = {name: gender_head_inputs(model, splits[name], collator) for name in names}
             fit = [np.concatenate([inputs[name][i] for name in refit_splits]) for i in (0, 1)]
             test, test_genders = inputs["test"]
             encoder = model.gender_classifier.in_features
