@@ -54,6 +54,8 @@ HEAD_PREFIXES = (
     "pooler.",
     "layer_weights",
 )
+# weights that belong to a head named otherwise: the spectral statistics are the gender head's second half
+HEAD_OF = {"spectral_gender_weight": "gender_classifier"}
 
 
 CHECKPOINT_ONLY_KEYS = ("model_type", "architectures", "auto_map", "custom_pipelines", "transformers_version")
@@ -189,7 +191,8 @@ def report_loading(stage: str, source: str, loading: dict[str, list]) -> None:
     keys = {kind: loading.get(kind, []) for kind in ("missing_keys", "unexpected_keys", "mismatched_keys")}
     keys["mismatched_keys"] = [entry[0] if isinstance(entry, tuple) else entry for entry in keys["mismatched_keys"]]
     expected = {
-        kind: sorted({k.split(".")[0] for k in names if k.startswith(HEAD_PREFIXES)}) for kind, names in keys.items()
+        kind: sorted({HEAD_OF.get(k.split(".")[0], k.split(".")[0]) for k in names if k.startswith(HEAD_PREFIXES)})
+        for kind, names in keys.items()
     }
     other = {kind: [k for k in names if not k.startswith(HEAD_PREFIXES)] for kind, names in keys.items()}
     changes = [

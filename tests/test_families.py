@@ -4,6 +4,7 @@ saved with their own code, loaded without the package, answered by the pipeline,
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 import textwrap
@@ -82,6 +83,19 @@ def test_recipes_pick_the_family_from_the_checkpoint(family, tmp_path):
     ours = model.encoder_model.state_dict()  # the saved random encoder, loaded unchanged
     for name, tensor in saved.items():
         torch.testing.assert_close(ours[name], tensor, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["hubert", *FAMILIES])
+def test_loading_an_encoder_reports_each_new_head_once_and_warns_of_nothing(family, tmp_path, caplog):
+    source = materialize_random_encoder("tiny", tmp_path / "encoder", seed=0, family=family)
+    args = ModelArguments(model_name_or_path=source, gender_spectral_features=True)
+    with caplog.at_level(logging.INFO, logger="gmp_tl_hf.model_setup"):
+        build_model("mtl", source, args, ["neutral", "happy"], [], seed=0)
+    said = [record for record in caplog.records if record.name == "gmp_tl_hf.model_setup"]
+    # the spectral weights are the gender head's, not a head of their own
+    expected = f"mtl from {source}: new heads classifier, gender_classifier, projector"
+    assert [record.getMessage() for record in said] == [expected]
+    assert all(record.levelno == logging.INFO for record in said)
 
 
 def test_an_unsupported_checkpoint_is_named(tmp_path):
