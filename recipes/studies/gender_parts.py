@@ -7,7 +7,10 @@ same regression (standardised features, C = 1, the clips the run's refit used: t
 and scores each on the fold's test speakers; "both" must reproduce the accuracy the run recorded. The other
 protocol's "both" is added ("both_with_validation" for a run refit on training speakers only, "both_train_only"
 for one refit on both), and "validation_pick" is the test accuracy of the half that, fitted on the training
-speakers, scores best on the validation speakers: refit rules measured to see whether one would help.
+speakers, scores best on the validation speakers. "speaker_cv_c" is "both" fitted on training + validation
+speakers with the regression's C chosen by leave-one-speaker-out accuracy there (from C_GRID), and
+"speaker_cv_pick" the same with the half (encoder, spectral, both) chosen too: refit rules measured to see
+whether one would help.
 Writes ``gender_parts.json`` into RUN_DIR and prints a Markdown table.
 
     python recipes/studies/gender_parts.py runs/gender-emodb
@@ -21,19 +24,71 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from sklearn.linear_model import LogisticRegression
 
 from gmp_tl_hf.arguments import DataArguments
 from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.fold_data import prepare_splits
 from gmp_tl_hf.model_setup import fit_gender_regression, gender_head_inputs, load_feature_extractor, load_gmp_model
+from gmp_tl_hf.models.audio_io import longest_first
 
 STAGES = ("mtl", "stage1", "stage2", "plain")
+C_GRID = (0.01, 0.1, 1.0, 10.0)
 
 
 def refit_accuracy(train: np.ndarray, train_genders: np.ndarray, test: np.ndarray, test_genders: np.ndarray) -> float:
     """The recipes' refit regression, scored on the test clips."""
     classifier, mean, scale = fit_gender_regression(train, train_genders)
     return float(classifier.score((test - mean) / scale, test_genders))
+
+
+def speakers_in_input_order(rows) -> tuple[np.ndarray, np.ndarray]:
+    """Speaker and gender of each row of :func:`gender_head_inputs`' answer (known gender, longest first)."""
+    known = np.asarray(rows["gender"]) >= 0
+    order = longest_first(np.asarray(rows["num_samples"])[known])
+    return np.asarray(rows["speaker"])[known][order], np.asarray(rows["gender"])[known][order]
+
+
+def leave_one_speaker_out(features: np.ndarray, genders: np.ndarray, speakers: np.ndarray, c: float) -> float:
+    """Accuracy of the refit regression (with ``C = c``) on each speaker when fitted on all the others."""
+    correct = 0
+    for speaker in np.unique(speakers):
+        held = speakers == speaker
+        mean, scale = features[~held].mean(axis=0), features[~held].std(axis=0) + 1e-6
+        classifier = LogisticRegression(C=c, max_iter=2000).fit((features[~held] - mean) / scale, genders[~held])
+        correct += int((classifier.predict((features[held] - mean) / scale) == genders[held]).sum())
+    return correct / len(genders)
+
+
+def fit_and_score(features: np.ndarray, genders: np.ndarray, test: np.ndarray, test_genders: np.ndarray, c: float):
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    classifier = LogisticRegression(C=c, max_iter=2000).fit((features - mean) / scale, genders)
+    return float(classifier.score((test - mean) / scale, test_genders))
+
+
+def speaker_cv_rules(
+    features: np.ndarray,
+    genders: np.ndarray,
+    speakers: np.ndarray,
+    test: np.ndarray,
+    test_genders: np.ndarray,
+    parts: dict[str, slice],
+) -> tuple[dict[str, float], str]:
+    """Test accuracy of the two leave-one-speaker-out rules ("speaker_cv_c", "speaker_cv_pick") and what they
+    chose; none where leaving a speaker out leaves one gender (too few speakers to choose by)."""
+    if any(len(set(genders[speakers != speaker])) < 2 for speaker in set(speakers)):
+        return {}, "too few speakers of a gender for leave-one-speaker-out"
+    held_out = {(part, c): leave_one_speaker_out(features[:, cols], genders, speakers, c)
+                for part, cols in parts.items() for c in C_GRID}  # fmt: skip
+    c = max(C_GRID, key=lambda c: (held_out["both", c], -c))  # the smaller C on ties
+    order = {"both": 0, "spectral": 1, "encoder": 2}  # ties: the fuller input, then the smaller C
+    part, c_pick = max(held_out, key=lambda key: (held_out[key], -order[key[0]], -key[1]))
+    cols = parts[part]
+    rules = {
+        "speaker_cv_c": fit_and_score(features, genders, test, test_genders, c),
+        "speaker_cv_pick": fit_and_score(features[:, cols], genders, test[:, cols], test_genders, c_pick),
+    }
+    return rules, f"C = {c}; pick {part}, C = {c_pick}"
 
 
 def main(argv: list[str] | None = None) -> dict[str, dict[int, dict[str, float]]]:
@@ -75,15 +130,32 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, dict[str, float]]
                 pick = max(("both", "spectral", "encoder"), key=scores.__getitem__)
                 row["validation_pick"] = refit_accuracy(train[:, parts[pick]], train_genders, test[:, parts[pick]],
                                                         test_genders)  # fmt: skip
+            outside = [name for name in names if name != "test"]  # the current recipe's refit clips
+            features, genders = (np.concatenate([inputs[name][i] for name in outside]) for i in (0, 1))
+            speakers, in_order = map(np.concatenate, zip(*(speakers_in_input_order(splits[n]) for n in outside)))
+            if not np.array_equal(in_order, genders):
+                raise SystemExit(f"{path}: speakers and features are not in the same order")
+            rules, chosen = speaker_cv_rules(features, genders, speakers, test, test_genders, parts)
+            row.update(rules)
             row["recorded"] = recorded["test"]["gender_accuracy"]
             results.setdefault(stage, {})[fold] = row
-            print(f"fold {fold} {stage}: " + ", ".join(f"{name} {100 * value:.1f}" for name, value in row.items()))
+            print(f"fold {fold} {stage}: " + ", ".join(f"{k} {100 * v:.1f}" for k, v in row.items()) + f" ({chosen})")
     (args.run_dir / "gender_parts.json").write_text(json.dumps(results, indent=2))
     folds = sorted({fold for rows in results.values() for fold in rows})
     print("\n| model | gender input | " + " | ".join(f"f{fold}" for fold in folds) + " | mean |")
     print("|---|---|" + "---|" * (len(folds) + 1))
     for stage, rows in results.items():
-        for part in ("encoder", "spectral", "both", "both_train_only", "both_with_validation", "validation_pick"):
+        parts = (
+            "encoder",
+            "spectral",
+            "both",
+            "both_train_only",
+            "both_with_validation",
+            "validation_pick",
+            "speaker_cv_c",
+            "speaker_cv_pick",
+        )
+        for part in parts:
             values = [100 * rows[fold][part] if part in rows.get(fold, {}) else None for fold in folds]
             if all(value is None for value in values):
                 continue
