@@ -38,6 +38,7 @@ from .arguments import (
     load_yaml,
     split_values,
 )
+from .baseline import baseline_scores
 from .data.metrics import aggregate_folds
 from .fold_data import load_data
 from .model_setup import materialize_random_encoder
@@ -164,8 +165,10 @@ def run_cv(
     chain: str = "gmp-tl",
     folds: list[int] | None = None,
     overwrite: bool = False,
+    baseline: bool = True,
 ) -> dict:
-    """Run ``chain`` on ``folds`` (default: all) and write ``cv_results.{json,md}`` and ``confusion.png``.
+    """Run ``chain`` on ``folds`` (default: all) and write ``cv_results.{json,md}`` and ``confusion.png``;
+    with ``baseline`` the tables also score :mod:`.baseline` on the same folds.
 
     Every step folder is compared with its record first; see :func:`check_records`.
     """
@@ -176,12 +179,15 @@ def run_cv(
         raise ConfigError(f"unknown config sections {sorted(unknown)}; expected {SECTIONS}")
     output_dir = Path(output_dir)
     with run_lock(output_dir):
-        return _run_cv(config, output_dir, chain, folds, overwrite)
+        return _run_cv(config, output_dir, chain, folds, overwrite, baseline)
 
 
-def _run_cv(config: dict, output_dir: Path, chain: str, folds: list[int] | None, overwrite: bool) -> dict:
+def _run_cv(
+    config: dict, output_dir: Path, chain: str, folds: list[int] | None, overwrite: bool, baseline: bool
+) -> dict:
     data_args = DataArguments(**config.get("data", {}))
-    all_folds = sorted(set(load_data(data_args)["fold"]))
+    dataset = load_data(data_args)
+    all_folds = sorted(set(dataset["fold"]))
     folds = all_folds if folds is None else folds
     missing = sorted(set(folds) - set(all_folds))
     if missing:
@@ -218,6 +224,8 @@ def _run_cv(config: dict, output_dir: Path, chain: str, folds: list[int] | None,
         "wall_time_s": time.perf_counter() - start,  # this invocation only: finished steps are reused
         "compute_time_s": sum(recorded_compute_time(r) for r in per_fold.values()),
     }
+    if baseline:
+        summary["baseline"] = baseline_scores(dataset, folds)  # fitted anew each time: seconds, deterministic
     (output_dir / "cv_results.json").write_text(json.dumps(summary, indent=2))
     (output_dir / "cv_results.md").write_text(results_markdown(summary))
     plot_confusion(summary["stages"][summary["final_stage"]], output_dir / "confusion.png")
@@ -237,13 +245,17 @@ def recorded_compute_time(fold_results: dict[str, Any]) -> float:
 
 
 def results_markdown(summary: dict) -> str:
-    """Per-fold and mean +- std WAR/UAR of every stage (and the gender head's accuracy), in percent."""
+    """Per-fold and mean +- std WAR/UAR of every stage (and the gender head's accuracy), in percent, then the
+    hand-made-features baseline on the same folds."""
     folds = summary["folds"]
     lines = [
         "| stage | " + " | ".join(f"fold {f}" for f in folds) + " | WAR mean ± std | UAR mean ± std | gender acc. |"
     ]
     lines.append("|---" * (len(folds) + 4) + "|")
-    for stage, scores in summary["stages"].items():
+    rows = dict(summary["stages"])
+    if "baseline" in summary:  # cv_results.json written before the baseline was added has none
+        rows[f"{summary['baseline']['name']} (baseline)"] = summary["baseline"]
+    for stage, scores in rows.items():
         cells = [f"{100 * scores['per_fold'][f]['war']:.1f} / {100 * scores['per_fold'][f]['uar']:.1f}" for f in folds]
         war = f"{100 * scores['war_mean']:.1f} ± {100 * scores['war_std']:.1f}"
         uar = f"{100 * scores['uar_mean']:.1f} ± {100 * scores['uar_std']:.1f}"
@@ -252,7 +264,8 @@ def results_markdown(summary: dict) -> str:
             gender = f"{100 * scores['gender_accuracy_mean']:.1f} ± {100 * scores['gender_accuracy_std']:.1f}"
         lines.append(f"| {stage} | " + " | ".join(cells) + f" | {war} | {uar} | {gender} |")
     return (
-        "Test-fold WAR / UAR (%) per fold; gender accuracy of the gender head on the test folds.\n\n"
+        "Test-fold WAR / UAR (%) per fold; gender accuracy of the gender head on the test folds. The baseline is\n"
+        "logistic regression on clip statistics of log-mel/MFCC frames, fitted on every clip outside the test fold.\n\n"
         + "\n".join(lines)
         + "\n"
     )

@@ -110,6 +110,13 @@ def test_cv_chain_writes_models_reports_and_skips_finished_folds(corpus_dir, tmp
     for name in ("cv_results.json", "cv_results.md", "confusion.png"):
         assert (tmp_path / "cv" / name).is_file()
     assert set(summary["stages"]) == {"mtl", "stage1", "stage2"}
+    # the hand-made-features baseline on the same fold, emotion and gender, beside the stages in both tables
+    baseline = summary["baseline"]
+    assert set(baseline["per_fold"]) == {0} and 0 <= baseline["war_mean"] <= 1
+    assert 0 <= baseline["per_fold"][0]["gender_accuracy"] <= 1 and "gender_accuracy_mean" in baseline
+    table = (tmp_path / "cv" / "cv_results.md").read_text()
+    assert f"| {baseline['name']} (baseline) | {100 * baseline['per_fold'][0]['war']:.1f} / " in table
+    assert json.loads((tmp_path / "cv" / "cv_results.json").read_text())["baseline"]["name"] == baseline["name"]
     # all three stages started from the same random encoder
     init = load_file(str(tmp_path / "cv" / "random_init" / "model.safetensors"))
     assert init  # a plain HubertModel checkpoint
@@ -118,6 +125,7 @@ def test_cv_chain_writes_models_reports_and_skips_finished_folds(corpus_dir, tmp
     again = run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
     assert (fold / "stage2" / "model.safetensors").stat().st_mtime_ns == stamp
     assert again["stages"]["stage2"]["war_mean"] == summary["stages"]["stage2"]["war_mean"]
+    assert again["baseline"] == baseline  # fitted anew, deterministically
     # the recorded compute time survives the rerun; the wall time covers only the rerun
     assert again["compute_time_s"] == summary["compute_time_s"] > again["wall_time_s"]
 

@@ -23,10 +23,10 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from study import log_mel_statistics
 
 from gmp_tl_hf import default_feature_extractor
 from gmp_tl_hf.arguments import DataArguments
+from gmp_tl_hf.baseline import log_mel_statistics
 from gmp_tl_hf.data import decode
 from gmp_tl_hf.fold_data import prepare_splits
 from gmp_tl_hf.model_setup import load_gmp_model

@@ -56,18 +56,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from scipy.fft import dct
-from scipy.signal import stft
 from scipy.stats import binomtest
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from gmp_tl_hf.arguments import TRAINING_DEFAULTS, DataArguments, load_config_file
+from gmp_tl_hf.baseline import baseline_scores
 from gmp_tl_hf.cli import setup_logging
 from gmp_tl_hf.cross_validation import run_cv
-from gmp_tl_hf.data import decode
-from gmp_tl_hf.data.metrics import aggregate_folds, ser_metrics
+from gmp_tl_hf.data.metrics import aggregate_folds
 from gmp_tl_hf.fold_data import load_data
 from gmp_tl_hf.recipes import pretrain
 from gmp_tl_hf.records import RecordMismatch, code_version, differences
@@ -114,51 +109,13 @@ def arm_config(base: dict, arm: str, seed: int, data_dir: str, classes: str) -> 
     return config, "gmp-tl"
 
 
-def log_mel_statistics(wave: np.ndarray, rate: int = 16000) -> np.ndarray:
-    """Mean and std of 40 log-mel bands, 20 MFCCs and their deltas (25 ms windows, 10 ms hop)."""
-    _, _, spec = stft(wave, fs=rate, nperseg=400, noverlap=240, nfft=512, boundary=None)
-    power = np.abs(spec) ** 2
-    mel = np.linspace(0, 2595 * np.log10(1 + (rate / 2) / 700), 42)
-    edges = 700 * (10 ** (mel / 2595) - 1) / (rate / 2) * (power.shape[0] - 1)
-    bins = np.arange(power.shape[0])[:, None]
-    filters = np.maximum(
-        0, np.minimum((bins - edges[:-2]) / (edges[1:-1] - edges[:-2]), (edges[2:] - bins) / (edges[2:] - edges[1:-1]))
-    )
-    log_mel = np.log(filters.T @ power + 1e-8)
-    mfcc = dct(log_mel, type=2, axis=0, norm="ortho")[:20]
-    frames = np.concatenate([log_mel, mfcc, np.gradient(mfcc, axis=1)])
-    return np.concatenate([frames.mean(axis=1), frames.std(axis=1)])
-
-
 def run_mfcc(config: dict, output_dir: Path) -> dict:
-    """The classic reference on the same folds: statistics of hand-made features + logistic regression,
-    for emotion and (the baseline beside the models' gender heads) for gender."""
+    """The classic reference on the same folds (:mod:`gmp_tl_hf.baseline`: statistics of hand-made features +
+    logistic regression), for emotion and (the baseline beside the models' gender heads) for gender."""
     start = time.perf_counter()
-    dataset = load_data(DataArguments(**config["data"]))
-    features = np.stack([log_mel_statistics(decode(audio)) for audio in dataset["audio"]])
-    labels, folds = np.asarray(dataset["emotion"]), np.asarray(dataset["fold"])
-    genders = np.asarray(dataset["gender"])
-    names = dataset.features["emotion"].names
-    scores = []
-    for fold in sorted(set(folds.tolist())):
-        test = folds == fold
-        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
-        model.fit(features[~test], labels[~test])
-        scores.append(ser_metrics(labels[test], model.predict(features[test]), names))
-        known = genders >= 0
-        gender_model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
-        gender_model.fit(features[~test & known], genders[~test & known])
-        scores[-1]["gender_accuracy"] = float(gender_model.score(features[test & known], genders[test & known]))
-    keys = ("war", "uar", "macro_f1", "gender_accuracy")
-    summary = {
-        "stages": {
-            "mfcc": {
-                "per_fold": {f: {k: s[k] for k in keys} for f, s in enumerate(scores)},
-                **aggregate_folds(scores),
-            }
-        },
-        "compute_time_s": time.perf_counter() - start,
-    }
+    scores = baseline_scores(load_data(DataArguments(**config["data"])))
+    scores.pop("name")
+    summary = {"stages": {"mfcc": scores}, "compute_time_s": time.perf_counter() - start}
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "cv_results.json").write_text(json.dumps(summary, indent=2))
     return summary
@@ -280,7 +237,7 @@ def run_arm(
         if summary is None:
             if not train:
                 raise FileNotFoundError(f"{path}: not archived")
-            summary = run_cv(config, run_dir, chain, [fold])
+            summary = run_cv(config, run_dir, chain, [fold], baseline=False)  # the mfcc arm is the baseline
             archive_fold(path, settings, summary)
         else:
             logger.log(logging.INFO if train else logging.DEBUG, "%s fold %d: archived result reused (%s)",
