@@ -249,12 +249,12 @@ def gender_head_inputs(
 
 
 def fit_gender_regression(
-    features: np.ndarray, genders: np.ndarray
+    features: np.ndarray, genders: np.ndarray, c: float = 1.0
 ) -> tuple[LogisticRegression, np.ndarray, np.ndarray]:
-    """The refit's regression (ours): logistic regression, C = 1, on features standardised by their ``mean``
-    and ``scale``; returns the classifier, mean and scale."""
+    """The refit's regression (ours): logistic regression (the recipes: C = 1) on features standardised by
+    their ``mean`` and ``scale``; returns the classifier, mean and scale."""
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
-    return LogisticRegression(C=1.0, max_iter=2000).fit((features - mean) / scale, genders), mean, scale
+    return LogisticRegression(C=c, max_iter=2000).fit((features - mean) / scale, genders), mean, scale
 
 
 def refit_gender_head(

@@ -456,7 +456,7 @@ def test_the_leave_one_speaker_out_refit_rules_choose_on_speakers_not_clips():
     parts = {"encoder": slice(0, 8), "spectral": slice(8, None), "both": slice(None)}
     rules, chosen = gender_parts.speaker_cv_rules(features, genders, speakers, test, test_genders, parts)
     assert chosen.split("pick ")[1].startswith("spectral")  # a held-out speaker's encoder row is all noise
-    assert rules["speaker_cv_pick"] == gender_parts.fit_and_score(
+    assert rules["speaker_cv_pick"] == gender_parts.refit_accuracy(
         spectral, genders, test[:, 8:], test_genders, float(chosen.rsplit("C = ", 1)[1])
     )
     assert 0.8 <= rules["speaker_cv_pick"] <= 1.0 and 0.0 <= rules["speaker_cv_c"] <= 1.0
