@@ -227,14 +227,19 @@ def gender_head_learns(config) -> bool:
     return config.gender_loss_weight > 0 or config.gender_probe
 
 
+def gender_rows(rows: Dataset) -> Dataset:
+    """The clips of ``rows`` with a known gender, longest first: the rows of :func:`gender_head_inputs`'
+    answer, in its order (for a caller that needs their other columns, e.g. the speaker)."""
+    return sort_by_length(rows.select(np.flatnonzero(np.asarray(rows["gender"]) >= 0)))
+
+
 @torch.no_grad()
 def gender_head_inputs(
     model: GMPEmotionMixin, rows: Dataset, collator: SERCollator, batch_size: int = 8
 ) -> tuple[np.ndarray, np.ndarray]:
     """The gender head's input (:meth:`gender_features`) for the clips of ``rows`` with a known gender, and
-    their genders."""
-    rows = rows.select(np.flatnonzero(np.asarray(rows["gender"]) >= 0))
-    rows = sort_by_length(rows.select_columns(["audio", "gender", "num_samples"]))
+    their genders, in the order of :func:`gender_rows`."""
+    rows = gender_rows(rows.select_columns(["audio", "gender", "num_samples"]))
     was_training = model.training
     model.eval()
     features = []

@@ -14,17 +14,20 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import REPO_ROOT, crash_after_the_first_checkpoint
+from conftest import REPO_ROOT, crash_after_the_first_checkpoint, tiny_model
 from datasets import load_from_disk
 from hub_server import HubServer
 from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments, pipeline
 
+from gmp_tl_hf import default_feature_extractor
 from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
+from gmp_tl_hf.baseline import baseline_scores
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.data.splits import fold_split
 from gmp_tl_hf.fold_data import load_data, prepare_splits
+from gmp_tl_hf.model_setup import gender_head_inputs, gender_rows
 from gmp_tl_hf.recipes.finetune import run_finetune
 from gmp_tl_hf.records import RecordMismatch
 
@@ -467,6 +470,25 @@ def test_the_leave_one_speaker_out_refit_rules_choose_on_speakers_not_clips():
     )
 
 
+def test_gender_rows_are_the_gender_head_inputs_rows_in_their_order(corpus_dir):
+    """A caller that needs another column of the refit's clips (gender_parts.py: the speaker) takes it from
+    gender_rows, which must list exactly the clips gender_head_inputs answers for, in its order."""
+    rows = prepare_splits(DataArguments(**{**TINY_DATA, "data_dir": corpus_dir}))["train"]
+    marked = [-1 if index % 3 == 0 else gender for index, gender in enumerate(rows["gender"])]  # a third unknown
+    rows = rows.remove_columns("gender").add_column("gender", marked)
+    model = tiny_model(gender_input="statistics", gender_spectral_features=True).eval()
+    collator = SERCollator(default_feature_extractor(), model.config)
+    features, genders = gender_head_inputs(model, rows, collator, batch_size=4)
+    ordered = gender_rows(rows)
+    assert len(ordered) == len(features) == sum(gender >= 0 for gender in rows["gender"]) < len(rows)
+    assert list(genders) == ordered["gender"] and -1 not in ordered["gender"]
+    assert ordered["num_samples"] == sorted(ordered["num_samples"], reverse=True)
+    for index in range(len(ordered)):  # each row of the answer is the clip gender_rows puts there, alone
+        alone = collator([ordered[index]])
+        expected = model.gender_features(alone["input_values"], alone.get("attention_mask"))[0]
+        torch.testing.assert_close(torch.as_tensor(features[index]), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     """recipes/studies/study.py on the tiny synthetic corpus: plain at equal epochs, the chain, an
     ablation that reuses the chain's folders, the MFCC baseline; then a rerun reuses everything."""
@@ -514,14 +536,23 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     assert study.main(argv)["arms"]["gmp-tl"] == summary["arms"]["gmp-tl"]  # resumed: all reused
     assert stage1.stat().st_mtime_ns == stamp
 
-    import gender_probe  # the diagnosis of the gender head, on the chain's folders
+    import encoder_probe  # the diagnosis of the gender head, on the chain's folders
 
-    probes = gender_probe.main([str(root / "gmp-tl" / "seed7"), "--models", "stage2", "random_init"])
-    layers = json.loads((root / "gmp-tl" / "seed7" / "fold0" / "stage2" / "config.json").read_text())
+    chain = root / "gmp-tl" / "seed7"
+    probes = encoder_probe.main([str(chain), "--models", "stage2", "random_init"])
+    layers = json.loads((chain / "fold0" / "stage2" / "config.json").read_text())
     expected = {"mfcc"} | {f"{m}: {f}" for m in ("stage2", "random_init") for f in ("conv", "all layers")}
     expected |= {f"{m}: layer {i}" for m in ("stage2", "random_init") for i in range(layers["num_hidden_layers"] + 1)}
     assert {feature for feature, _, _ in probes} == expected
     assert all(len(values) == 1 and 0.0 <= values[0] <= 1.0 for values in probes.values())  # one fold
+    # emotion, from any checkpoint per fold ({fold}); the MFCC row at the baseline's setting is the baseline
+    emotion = encoder_probe.main([str(chain), "--target", "emotion", "--models", "stage1",
+                                  "--encoder", f"again={chain}/fold{{fold}}/stage1"])  # fmt: skip
+    stage1 = [key for key in emotion if key[0].startswith("stage1: ")]
+    assert stage1 and all(emotion[(f"again{f[6:]}", *s)] == emotion[(f, *s)] for f, *s in stage1)
+    data = json.loads((chain / "fold0" / "mtl" / "results.json").read_text())["data"]
+    mfcc = baseline_scores(load_data(DataArguments(**data)), [0])["per_fold"][0]["uar"]
+    assert emotion[("mfcc", *encoder_probe.BASELINE_SETTING)] == [pytest.approx(mfcc)]
 
     import gender_parts  # each half of the gender head's input refit alone; "both" is what the saved head answers
 

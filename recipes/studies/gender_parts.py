@@ -28,8 +28,13 @@ import yaml
 from gmp_tl_hf.arguments import DataArguments
 from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.fold_data import prepare_splits
-from gmp_tl_hf.model_setup import fit_gender_regression, gender_head_inputs, load_feature_extractor, load_gmp_model
-from gmp_tl_hf.models.audio_io import longest_first
+from gmp_tl_hf.model_setup import (
+    fit_gender_regression,
+    gender_head_inputs,
+    gender_rows,
+    load_feature_extractor,
+    load_gmp_model,
+)
 
 STAGES = ("mtl", "stage1", "stage2", "plain")
 C_GRID = (0.01, 0.1, 1.0, 10.0)
@@ -41,13 +46,6 @@ def refit_accuracy(
     """The recipes' refit regression (with ``C = c``), scored on the test clips."""
     classifier, mean, scale = fit_gender_regression(train, train_genders, c)
     return float(classifier.score((test - mean) / scale, test_genders))
-
-
-def speakers_in_input_order(rows) -> tuple[np.ndarray, np.ndarray]:
-    """Speaker and gender of each row of :func:`gender_head_inputs`' answer (known gender, longest first)."""
-    known = np.asarray(rows["gender"]) >= 0
-    order = longest_first(np.asarray(rows["num_samples"])[known])
-    return np.asarray(rows["speaker"])[known][order], np.asarray(rows["gender"])[known][order]
 
 
 def leave_one_speaker_out(features: np.ndarray, genders: np.ndarray, speakers: np.ndarray, c: float) -> float:
@@ -126,9 +124,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[int, dict[str, float]]
                                                         test_genders)  # fmt: skip
             outside = [name for name in names if name != "test"]  # the current recipe's refit clips
             features, genders = (np.concatenate([inputs[name][i] for name in outside]) for i in (0, 1))
-            speakers, in_order = map(np.concatenate, zip(*(speakers_in_input_order(splits[n]) for n in outside)))
-            if not np.array_equal(in_order, genders):
-                raise SystemExit(f"{path}: speakers and features are not in the same order")
+            speakers = np.concatenate([gender_rows(splits[name])["speaker"] for name in outside])
             rules, chosen = speaker_cv_rules(features, genders, speakers, test, test_genders, parts)
             row.update(rules)
             row["recorded"] = recorded["test"]["gender_accuracy"]

@@ -1,0 +1,137 @@
+"""What can a linear classifier read from each layer of an encoder for new speakers: gender, or emotion?
+
+For every fold of RUN_DIR and every model asked for (``mtl``, ``stage1``, ``stage2``, ``random_init``, or
+any encoder checkpoint given as ``--encoder NAME=PATH``, where ``{fold}`` in PATH is the fold number: e.g.
+the study's task-adaptive encoders, one per fold), the mean and standard deviation over frames of every
+encoder layer and of the conv features are computed for the fold's train, validation and test clips;
+logistic regression (standardised features, optionally PCA) is fitted on train + validation and scored on
+the test speakers: accuracy for gender, UAR for emotion. MFCC/log-mel statistics go through the same probe
+as the reference; with no PCA and C = 0.1 it is the MFCC + LR baseline of every table (the row marked
+``baseline setting``). Prints mean and lowest fold score per feature and probe setting. The encoder is
+frozen: this says what an encoder offers before (or after) fine-tuning, not what fine-tuning makes of it.
+Settings are ranked on the test folds, so the best row is an optimistic bound, not a result.
+
+    python recipes/studies/encoder_probe.py runs/emodb --models mtl stage2 random_init            # gender
+    python recipes/studies/encoder_probe.py runs/study/emodb/native/from-pretrain_small_adaptive/gmp-tl/seed1 \
+        --target emotion --models stage2 \
+        --encoder pre-trained=runs/study/pretrain/pretrain_small_adaptive-emodb-native-fold{fold}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.decomposition import PCA
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import balanced_accuracy_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from gmp_tl_hf import default_feature_extractor
+from gmp_tl_hf.arguments import DataArguments
+from gmp_tl_hf.baseline import log_mel_statistics
+from gmp_tl_hf.data import decode
+from gmp_tl_hf.fold_data import prepare_splits
+from gmp_tl_hf.model_setup import load_feature_model
+
+PARTS = ("train", "validation", "test")
+SETTINGS = [(pca, c) for pca in (None, 32, 8) for c in (1.0, 0.1, 0.01)]
+BASELINE_SETTING = (None, 0.1)  # gmp_tl_hf.baseline: standardised statistics, C = 0.1, no PCA
+
+
+def statistics(frames: torch.Tensor) -> np.ndarray:
+    return torch.cat([frames.mean(0), frames.std(0)]).numpy()
+
+
+@torch.no_grad()
+def model_features(model, audios) -> dict[str, np.ndarray]:
+    """Per clip: statistics of the conv features and of every layer's frames (one clip at a time)."""
+    extractor = default_feature_extractor()
+    features: dict[str, list] = {}
+    for audio in audios:
+        inputs = extractor(decode(audio), sampling_rate=16000, return_tensors="pt").input_values
+        conv = model.encoder_model.feature_extractor(inputs)[0].T
+        hidden = model(inputs, output_hidden_states=True).hidden_states
+        features.setdefault("conv", []).append(statistics(conv))
+        for layer, frames in enumerate(hidden):
+            features.setdefault(f"layer {layer}", []).append(statistics(frames[0]))
+        features.setdefault("all layers", []).append(np.concatenate([statistics(h[0]) for h in hidden]))
+    return {name: np.stack(rows) for name, rows in features.items()}
+
+
+def probe(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, test_y: np.ndarray, pca, c, target: str) -> float:
+    """Test accuracy (gender) or UAR (emotion) of the probe fitted on ``train``."""
+    steps = [
+        StandardScaler(),
+        *([PCA(pca)] if pca and pca < min(train.shape) else []),
+        LogisticRegression(C=c, max_iter=5000),
+    ]
+    predicted = make_pipeline(*steps).fit(train, train_y).predict(test)
+    if target == "emotion":
+        return float(balanced_accuracy_score(test_y, predicted))
+    return float((predicted == test_y).mean())
+
+
+def model_paths(run_dir: Path, fold_dir: Path, models: list[str], encoders: list[str]) -> dict[str, Path]:
+    """The checkpoint of each model to probe on this fold."""
+    paths = {name: run_dir / "random_init" if name == "random_init" else fold_dir / name for name in models}
+    for encoder in encoders:
+        name, _, pattern = encoder.partition("=")
+        if not pattern:
+            raise SystemExit(f"--encoder {encoder!r}: expected NAME=PATH")
+        paths[name] = Path(pattern.replace("{fold}", fold_dir.name.removeprefix("fold")))
+    for name, path in paths.items():
+        if not (path / "config.json").is_file():
+            raise SystemExit(f"{name}: no checkpoint at {path}")
+    return paths
+
+
+def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir", type=Path, help="a finished `gmp-tl cv` output folder (or a study arm's seed)")
+    parser.add_argument("--target", choices=["gender", "emotion"], default="gender", help="the column to probe")
+    parser.add_argument("--models", nargs="*", default=["mtl", "stage2"], help="mtl, stage1, stage2, random_init")
+    parser.add_argument("--encoder", action="append", default=[], metavar="NAME=PATH",
+                        help="another checkpoint to probe; {fold} in PATH is the fold number")  # fmt: skip
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    scores: dict[tuple, list[float]] = {}
+    fold_dirs = sorted(args.run_dir.glob("fold*"))
+    if not fold_dirs:
+        raise SystemExit(f"{args.run_dir}: no fold folders")
+    for fold_dir in fold_dirs:
+        data = json.loads((fold_dir / "mtl" / "results.json").read_text())["data"]
+        splits = prepare_splits(DataArguments(**data))
+        targets = {part: np.asarray(splits[part][args.target]) for part in PARTS}
+        train_y = np.concatenate([targets["train"], targets["validation"]])
+        features = {
+            "mfcc": {part: np.stack([log_mel_statistics(decode(a)) for a in splits[part]["audio"]]) for part in PARTS}
+        }
+        for name, path in model_paths(args.run_dir, fold_dir, args.models, args.encoder).items():
+            model = load_feature_model(path).eval()
+            per_part = {part: model_features(model, splits[part]["audio"]) for part in PARTS}
+            for feature in per_part["train"]:
+                features[f"{name}: {feature}"] = {part: per_part[part][feature] for part in PARTS}
+        for feature, parts in features.items():
+            train = np.concatenate([parts["train"], parts["validation"]])
+            for pca, c in SETTINGS:
+                score = probe(train, train_y, parts["test"], targets["test"], pca, c, args.target)
+                scores.setdefault((feature, pca, c), []).append(score)
+        print(f"{fold_dir.name}: done", flush=True)
+    metric = "UAR" if args.target == "emotion" else "accuracy"
+    print(f"| feature | PCA | C | mean {args.target} {metric} | lowest fold |\n|---|---|---|---|---|")
+    for (feature, pca, c), values in sorted(scores.items(), key=lambda item: -np.mean(item[1])):
+        note = " (baseline setting)" if (pca, c) == BASELINE_SETTING else ""
+        print(f"| {feature} | {pca or '-'} | {c}{note} | {100 * np.mean(values):.1f} | {100 * min(values):.1f} |")
+    return scores
+
+
+if __name__ == "__main__":
+    main()
