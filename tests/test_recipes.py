@@ -553,6 +553,13 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     data = json.loads((chain / "fold0" / "mtl" / "results.json").read_text())["data"]
     mfcc = baseline_scores(load_data(DataArguments(**data)), [0])["per_fold"][0]["uar"]
     assert emotion[("mfcc", *encoder_probe.BASELINE_SETTING)] == [pytest.approx(mfcc)]
+    (tmp_path / "probe.yaml").write_text(yaml.safe_dump({"data": data}))  # no run folder: the folds of a config
+    again = encoder_probe.main(["--data", str(tmp_path / "probe.yaml"), "--folds", "0", "--encoder",
+                                f"init={chain}/random_init"])  # fmt: skip
+    initial = [key for key in probes if key[0].startswith("random_init: ")]
+    assert initial and all(again[(f"init{f[11:]}", *s)] == probes[(f, *s)] for f, *s in initial)
+    with pytest.raises(SystemExit, match="needs run folders"):
+        encoder_probe.main(["--data", str(tmp_path / "probe.yaml"), "--models", "stage2"])
 
     import gender_parts  # each half of the gender head's input refit alone; "both" is what the saved head answers
 

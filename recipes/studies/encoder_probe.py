@@ -1,6 +1,7 @@
 """What can a linear classifier read from each layer of an encoder for new speakers: gender, or emotion?
 
-For every fold of RUN_DIR and every model asked for (``mtl``, ``stage1``, ``stage2``, ``random_init``, or
+For every fold of the RUN_DIRs (or, with ``--data CONFIG``, every fold of that recipe config's data: no run
+needed) and every model asked for (``mtl``, ``stage1``, ``stage2``, ``random_init``, or
 any encoder checkpoint given as ``--encoder NAME=PATH``, where ``{fold}`` in PATH is the fold number: e.g.
 the study's task-adaptive encoders, one per fold), the mean and standard deviation over frames of every
 encoder layer and of the conv features are computed for the fold's train, validation and test clips;
@@ -12,9 +13,12 @@ frozen: this says what an encoder offers before (or after) fine-tuning, not what
 Settings are ranked on the test folds, so the best row is an optimistic bound, not a result.
 
     python recipes/studies/encoder_probe.py runs/emodb --models mtl stage2 random_init            # gender
-    python recipes/studies/encoder_probe.py runs/study/emodb/native/from-pretrain_small_adaptive/gmp-tl/seed1 \
+    python recipes/studies/encoder_probe.py runs/study/emodb/native/from-pretrain_small_adaptive/fold*/gmp-tl/seed1 \
         --target emotion --models stage2 \
         --encoder pre-trained=runs/study/pretrain/pretrain_small_adaptive-emodb-native-fold{fold}
+    python recipes/studies/encoder_probe.py --data recipes/configs/ravdess12_small_scratch.yaml \
+        --data_dir ../shared/data/ravdess12 --target emotion \
+        --encoder random=runs/study/ravdess12/native/gmp-tl/seed1/random_init
 """
 
 from __future__ import annotations
@@ -34,10 +38,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from gmp_tl_hf import default_feature_extractor
-from gmp_tl_hf.arguments import DataArguments
+from gmp_tl_hf.arguments import DataArguments, load_config_file
 from gmp_tl_hf.baseline import log_mel_statistics
 from gmp_tl_hf.data import decode
-from gmp_tl_hf.fold_data import prepare_splits
+from gmp_tl_hf.data.splits import num_folds
+from gmp_tl_hf.fold_data import load_data, prepare_splits
 from gmp_tl_hf.model_setup import load_feature_model
 
 PARTS = ("train", "validation", "test")
@@ -78,43 +83,71 @@ def probe(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, test_y: np.n
     return float((predicted == test_y).mean())
 
 
-def model_paths(run_dir: Path, fold_dir: Path, models: list[str], encoders: list[str]) -> dict[str, Path]:
-    """The checkpoint of each model to probe on this fold."""
-    paths = {name: run_dir / "random_init" if name == "random_init" else fold_dir / name for name in models}
+def model_paths(fold: int, fold_dir: Path | None, models: list[str], encoders: list[str]) -> dict[str, Path]:
+    """The checkpoint of each model to probe on this fold (``random_init``: its run's initial encoder)."""
+    if models and fold_dir is None:
+        raise SystemExit(f"--models {' '.join(models)} needs run folders; with --data, name encoders with --encoder")
+    paths = {name: fold_dir.parent / "random_init" if name == "random_init" else fold_dir / name for name in models}
     for encoder in encoders:
         name, _, pattern = encoder.partition("=")
         if not pattern:
             raise SystemExit(f"--encoder {encoder!r}: expected NAME=PATH")
-        paths[name] = Path(pattern.replace("{fold}", fold_dir.name.removeprefix("fold")))
+        paths[name] = Path(pattern.replace("{fold}", str(fold)))
     for name, path in paths.items():
         if not (path / "config.json").is_file():
             raise SystemExit(f"{name}: no checkpoint at {path}")
     return paths
 
 
+def folds_to_probe(args: argparse.Namespace) -> list[tuple[int, DataArguments, Path | None]]:
+    """Each fold's number, data arguments and run folder: the fold folders of the run folders (their MTL
+    step's data), or every fold of the ``--data`` config's fold protocol (no run folder)."""
+    if args.data:
+        values = load_config_file(args.data).get("data", {})
+        values["data_dir"] = args.data_dir or values.get("data_dir")
+        if not values["data_dir"]:
+            raise SystemExit(f"{args.data} names no data_dir: give --data_dir")
+        folds = args.folds or range(num_folds(load_data(DataArguments(**values))))
+        return [(fold, DataArguments(**{**values, "fold": fold}), None) for fold in folds]
+    fold_dirs = sorted({path for run_dir in args.run_dirs for path in run_dir.glob("fold*") if path.is_dir()})
+    if not fold_dirs:
+        raise SystemExit(f"{' '.join(map(str, args.run_dirs))}: no fold folders (or give --data)")
+    if len({path.name for path in fold_dirs}) < len(fold_dirs):
+        raise SystemExit("a fold occurs in two of the run folders")
+    chosen = []
+    for fold_dir in fold_dirs:
+        data = DataArguments(**json.loads((fold_dir / "mtl" / "results.json").read_text())["data"])
+        if not args.folds or data.fold in args.folds:
+            chosen.append((data.fold, data, fold_dir))
+    return chosen
+
+
 def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir", type=Path, help="a finished `gmp-tl cv` output folder (or a study arm's seed)")
+    parser.add_argument("run_dirs", type=Path, nargs="*", metavar="run_dir",
+                        help="a finished `gmp-tl cv` folder or a study arm's seed folder (fold* inside)")  # fmt: skip
+    parser.add_argument("--data", type=Path, help="instead of run folders: a recipe config, every fold of its data")
+    parser.add_argument("--data_dir", help="the corpus folder, where the --data config names none")
+    parser.add_argument("--folds", type=int, nargs="+", help="default: every fold")
     parser.add_argument("--target", choices=["gender", "emotion"], default="gender", help="the column to probe")
-    parser.add_argument("--models", nargs="*", default=["mtl", "stage2"], help="mtl, stage1, stage2, random_init")
+    parser.add_argument("--models", nargs="*", help="mtl, stage1, stage2, random_init (default: mtl stage2)")
     parser.add_argument("--encoder", action="append", default=[], metavar="NAME=PATH",
                         help="another checkpoint to probe; {fold} in PATH is the fold number")  # fmt: skip
     args = parser.parse_args(argv)
+    if bool(args.data) == bool(args.run_dirs):
+        parser.error("give run folders or --data, not both")
+    models = args.models if args.models is not None else ([] if args.data else ["mtl", "stage2"])
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     scores: dict[tuple, list[float]] = {}
-    fold_dirs = sorted(args.run_dir.glob("fold*"))
-    if not fold_dirs:
-        raise SystemExit(f"{args.run_dir}: no fold folders")
-    for fold_dir in fold_dirs:
-        data = json.loads((fold_dir / "mtl" / "results.json").read_text())["data"]
-        splits = prepare_splits(DataArguments(**data))
+    for fold, data, fold_dir in folds_to_probe(args):
+        splits = prepare_splits(data)
         targets = {part: np.asarray(splits[part][args.target]) for part in PARTS}
         train_y = np.concatenate([targets["train"], targets["validation"]])
         features = {
             "mfcc": {part: np.stack([log_mel_statistics(decode(a)) for a in splits[part]["audio"]]) for part in PARTS}
         }
-        for name, path in model_paths(args.run_dir, fold_dir, args.models, args.encoder).items():
+        for name, path in model_paths(fold, fold_dir, models, args.encoder).items():
             model = load_feature_model(path).eval()
             per_part = {part: model_features(model, splits[part]["audio"]) for part in PARTS}
             for feature in per_part["train"]:
@@ -124,7 +157,7 @@ def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
             for pca, c in SETTINGS:
                 score = probe(train, train_y, parts["test"], targets["test"], pca, c, args.target)
                 scores.setdefault((feature, pca, c), []).append(score)
-        print(f"{fold_dir.name}: done", flush=True)
+        print(f"fold {fold}: done", flush=True)
     metric = "UAR" if args.target == "emotion" else "accuracy"
     print(f"| feature | PCA | C | mean {args.target} {metric} | lowest fold |\n|---|---|---|---|---|")
     for (feature, pca, c), values in sorted(scores.items(), key=lambda item: -np.mean(item[1])):
