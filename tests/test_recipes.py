@@ -558,6 +558,8 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
                                 f"init={chain}/random_init"])  # fmt: skip
     initial = [key for key in probes if key[0].startswith("random_init: ")]
     assert initial and all(again[(f"init{f[11:]}", *s)] == probes[(f, *s)] for f, *s in initial)
+    fewer = encoder_probe.main([str(chain), "--models", "--fit_on", "train"])  # the clips fine-tuning trains on
+    assert set(fewer) == {key for key in probes if key[0] == "mfcc"} and all(0 <= v[0] <= 1 for v in fewer.values())
     with pytest.raises(SystemExit, match="needs run folders"):
         encoder_probe.main(["--data", str(tmp_path / "probe.yaml"), "--models", "stage2"])
 

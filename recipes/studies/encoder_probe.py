@@ -1,16 +1,16 @@
 """What can a linear classifier read from each layer of an encoder for new speakers: gender, or emotion?
 
 For every fold of the RUN_DIRs (or, with ``--data CONFIG``, every fold of that recipe config's data: no run
-needed) and every model asked for (``mtl``, ``stage1``, ``stage2``, ``random_init``, or
-any encoder checkpoint given as ``--encoder NAME=PATH``, where ``{fold}`` in PATH is the fold number: e.g.
-the study's task-adaptive encoders, one per fold), the mean and standard deviation over frames of every
-encoder layer and of the conv features are computed for the fold's train, validation and test clips;
-logistic regression (standardised features, optionally PCA) is fitted on train + validation and scored on
-the test speakers: accuracy for gender, UAR for emotion. MFCC/log-mel statistics go through the same probe
-as the reference; with no PCA and C = 0.1 it is the MFCC + LR baseline of every table (the row marked
-``baseline setting``). Prints mean and lowest fold score per feature and probe setting. The encoder is
-frozen: this says what an encoder offers before (or after) fine-tuning, not what fine-tuning makes of it.
-Settings are ranked on the test folds, so the best row is an optimistic bound, not a result.
+needed) and every model asked for (``mtl``, ``stage1``, ``stage2``, ``random_init``, or any encoder checkpoint
+given as ``--encoder NAME=PATH``, where ``{fold}`` in PATH is the fold number: e.g. the study's task-adaptive
+encoders, one per fold), the mean and standard deviation over frames of every encoder layer and of the conv
+features are computed for the fold's train, validation and test clips; logistic regression (standardised
+features, optionally PCA) is fitted on train + validation (as the baseline; ``--fit_on train``: the clips
+fine-tuning trains on) and scored on the test speakers: accuracy for gender, UAR for emotion. MFCC/log-mel
+statistics go through the same probe as the reference; with no PCA and C = 0.1 it is the MFCC + LR baseline
+of every table (the row marked ``baseline setting``). Prints mean and lowest fold score per feature and probe
+setting. The encoder is frozen: this says what an encoder offers before (or after) fine-tuning, not what
+fine-tuning makes of it. Settings are ranked on the test folds, so the best row is an optimistic bound, not a result.
 
     python recipes/studies/encoder_probe.py runs/emodb --models mtl stage2 random_init            # gender
     python recipes/studies/encoder_probe.py runs/study/emodb/native/from-pretrain_small_adaptive/fold*/gmp-tl/seed1 \
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
     parser.add_argument("--data_dir", help="the corpus folder, where the --data config names none")
     parser.add_argument("--folds", type=int, nargs="+", help="default: every fold")
     parser.add_argument("--target", choices=["gender", "emotion"], default="gender", help="the column to probe")
+    parser.add_argument("--fit_on", choices=["train+validation", "train"], default="train+validation",
+                        help="the clips the probe is fitted on: as the baseline, or as fine-tuning trains")  # fmt: skip
     parser.add_argument("--models", nargs="*", help="mtl, stage1, stage2, random_init (default: mtl stage2)")
     parser.add_argument("--encoder", action="append", default=[], metavar="NAME=PATH",
                         help="another checkpoint to probe; {fold} in PATH is the fold number")  # fmt: skip
@@ -143,7 +145,8 @@ def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
     for fold, data, fold_dir in folds_to_probe(args):
         splits = prepare_splits(data)
         targets = {part: np.asarray(splits[part][args.target]) for part in PARTS}
-        train_y = np.concatenate([targets["train"], targets["validation"]])
+        fit = ("train", "validation") if args.fit_on == "train+validation" else ("train",)
+        train_y = np.concatenate([targets[part] for part in fit])
         features = {
             "mfcc": {part: np.stack([log_mel_statistics(decode(a)) for a in splits[part]["audio"]]) for part in PARTS}
         }
@@ -153,7 +156,7 @@ def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
             for feature in per_part["train"]:
                 features[f"{name}: {feature}"] = {part: per_part[part][feature] for part in PARTS}
         for feature, parts in features.items():
-            train = np.concatenate([parts["train"], parts["validation"]])
+            train = np.concatenate([parts[part] for part in fit])
             for pca, c in SETTINGS:
                 score = probe(train, train_y, parts["test"], targets["test"], pca, c, args.target)
                 scores.setdefault((feature, pca, c), []).append(score)
