@@ -14,8 +14,9 @@ import numpy as np
 from datasets import Dataset
 from scipy.fft import dct
 from scipy.signal import stft
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm.auto import tqdm
 
@@ -41,8 +42,12 @@ def log_mel_statistics(wave: np.ndarray, rate: int = 16000) -> np.ndarray:
     return np.concatenate([frames.mean(axis=1), frames.std(axis=1)])
 
 
-def regression() -> Any:
-    return make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000, C=0.1))
+def regression(c: float = 0.1, pca: int | None = None) -> Pipeline:
+    """Standardised features, optionally reduced by PCA, into logistic regression: with the defaults the
+    baseline's classifier; the encoder probes (``recipes/studies/encoder_probe.py``) vary ``c`` and ``pca``. The
+    exact SVD: scikit-learn's default picks a randomized one for wide features, which changes from run to run."""
+    reduce = [PCA(pca, svd_solver="full")] if pca else []
+    return make_pipeline(StandardScaler(), *reduce, LogisticRegression(max_iter=5000, C=c))
 
 
 def baseline_scores(dataset: Dataset, folds: list[int] | None = None) -> dict[str, Any]:

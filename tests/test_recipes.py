@@ -21,8 +21,8 @@ from safetensors.torch import load_file
 from transformers import Trainer, TrainingArguments, pipeline
 
 from gmp_tl_hf import default_feature_extractor
-from gmp_tl_hf.arguments import DataArguments, ModelArguments, parse_args
-from gmp_tl_hf.baseline import baseline_scores
+from gmp_tl_hf.arguments import ConfigError, DataArguments, ModelArguments, parse_args
+from gmp_tl_hf.baseline import baseline_scores, regression
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.data.splits import fold_split
@@ -489,6 +489,18 @@ def test_gender_rows_are_the_gender_head_inputs_rows_in_their_order(corpus_dir):
         torch.testing.assert_close(torch.as_tensor(features[index]), expected, atol=1e-4, rtol=1e-4)
 
 
+def test_the_probes_regression_is_the_baselines_and_reproducible_with_pca():
+    """``regression()`` is the baseline's classifier; with PCA on features wider than 500 (an encoder's
+    statistics), two fits give the same model (scikit-learn's default would pick a randomized SVD)."""
+    generator = np.random.default_rng(0)
+    features, labels = generator.normal(size=(120, 640)), generator.integers(0, 4, 120)
+    default = regression()
+    assert [type(step).__name__ for _, step in default.steps] == ["StandardScaler", "LogisticRegression"]
+    assert default[-1].C == 0.1
+    first, second = (regression(1.0, 32).fit(features, labels) for _ in range(2))
+    np.testing.assert_array_equal(first[-1].coef_, second[-1].coef_)
+
+
 def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     """recipes/studies/study.py on the tiny synthetic corpus: plain at equal epochs, the chain, an
     ablation that reuses the chain's folders, the MFCC baseline; then a rerun reuses everything."""
@@ -536,7 +548,7 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     assert study.main(argv)["arms"]["gmp-tl"] == summary["arms"]["gmp-tl"]  # resumed: all reused
     assert stage1.stat().st_mtime_ns == stamp
 
-    import encoder_probe  # the diagnosis of the gender head, on the chain's folders
+    import encoder_probe  # what a linear probe reads from each layer of the chain's models
 
     chain = root / "gmp-tl" / "seed7"
     probes = encoder_probe.main([str(chain), "--models", "stage2", "random_init"])
@@ -636,6 +648,18 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     shutil.rmtree(pretrained_dir)  # every fold archived: a rerun pre-trains nothing
     assert study.main(adaptive)["arms"] == study.main([*adaptive, "--archived_only"])["arms"]
     assert not pretrained_dir.exists()
+    # --set: a variant of the config, archived in a folder named after its changes, the plain archive untouched
+    variant = [*from_pretrained[:-2], "--set", "model.use_weighted_layer_sum=True", "--set", "plain.learning_rate=2e-3"]
+    held = sorted(path.relative_to(tmp_path) for path in (tmp_path / "archive").rglob("fold*.json"))
+    assert set(study.main(variant)["arms"]) == {"plain-epochs"}
+    folder = tmp_path / "archive" / "set-model.use_weighted_layer_sum=true,plain.learning_rate=0.002"
+    changed = json.loads((folder / "plain-epochs" / "seed7" / "fold0.json").read_text())["settings"]["config"]
+    assert changed["model"]["use_weighted_layer_sum"] is True and changed["plain"]["learning_rate"] == 0.002
+    assert sorted(path.relative_to(tmp_path) for path in (tmp_path / "archive").rglob("fold*.json")) == sorted(
+        [*held, folder.relative_to(tmp_path) / "plain-epochs" / "seed7" / "fold0.json"]
+    )
+    with pytest.raises(ConfigError, match=r"section\.key=value"):
+        study.main([*argv, "--set", "learning_rate=1"])
     config["training"]["learning_rate"] = 0.0123  # other settings: refused, naming the key, archive untouched
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     before = (tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_bytes()

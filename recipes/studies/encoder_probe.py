@@ -30,16 +30,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.decomposition import PCA
+from datasets import Dataset
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import balanced_accuracy_score
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
 from gmp_tl_hf import default_feature_extractor
 from gmp_tl_hf.arguments import DataArguments, load_config_file
-from gmp_tl_hf.baseline import log_mel_statistics
+from gmp_tl_hf.baseline import log_mel_statistics, regression
 from gmp_tl_hf.data import decode
 from gmp_tl_hf.data.splits import num_folds
 from gmp_tl_hf.fold_data import load_data, prepare_splits
@@ -47,7 +44,7 @@ from gmp_tl_hf.model_setup import load_feature_model
 
 PARTS = ("train", "validation", "test")
 SETTINGS = [(pca, c) for pca in (None, 32, 8) for c in (1.0, 0.1, 0.01)]
-BASELINE_SETTING = (None, 0.1)  # gmp_tl_hf.baseline: standardised statistics, C = 0.1, no PCA
+BASELINE_SETTING = (None, 0.1)  # gmp_tl_hf.baseline.regression()'s defaults: no PCA, C = 0.1
 
 
 def statistics(frames: torch.Tensor) -> np.ndarray:
@@ -55,32 +52,49 @@ def statistics(frames: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def model_features(model, audios) -> dict[str, np.ndarray]:
-    """Per clip: statistics of the conv features and of every layer's frames (one clip at a time)."""
-    extractor = default_feature_extractor()
-    features: dict[str, list] = {}
-    for audio in audios:
-        inputs = extractor(decode(audio), sampling_rate=16000, return_tensors="pt").input_values
-        conv = model.encoder_model.feature_extractor(inputs)[0].T
-        hidden = model(inputs, output_hidden_states=True).hidden_states
-        features.setdefault("conv", []).append(statistics(conv))
-        for layer, frames in enumerate(hidden):
-            features.setdefault(f"layer {layer}", []).append(statistics(frames[0]))
-        features.setdefault("all layers", []).append(np.concatenate([statistics(h[0]) for h in hidden]))
-    return {name: np.stack(rows) for name, rows in features.items()}
+def clip_features(model, audio) -> dict[str, np.ndarray]:
+    """Statistics of the conv features, of every layer's frames and of all layers together, for one clip."""
+    inputs = default_feature_extractor()(decode(audio), sampling_rate=16000, return_tensors="pt").input_values
+    conv = model.encoder_model.feature_extractor(inputs)[0].T
+    hidden = model(inputs, output_hidden_states=True).hidden_states
+    layers = {f"layer {layer}": statistics(frames[0]) for layer, frames in enumerate(hidden)}
+    return {"conv": statistics(conv), **layers, "all layers": np.concatenate(list(layers.values()))}
 
 
 def probe(train: np.ndarray, train_y: np.ndarray, test: np.ndarray, test_y: np.ndarray, pca, c, target: str) -> float:
-    """Test accuracy (gender) or UAR (emotion) of the probe fitted on ``train``."""
-    steps = [
-        StandardScaler(),
-        *([PCA(pca)] if pca and pca < min(train.shape) else []),
-        LogisticRegression(C=c, max_iter=5000),
-    ]
-    predicted = make_pipeline(*steps).fit(train, train_y).predict(test)
+    """Test accuracy (gender) or UAR (emotion) of the probe fitted on ``train`` (PCA only where it reduces)."""
+    predicted = regression(c, pca if pca and pca < min(train.shape) else None).fit(train, train_y).predict(test)
     if target == "emotion":
         return float(balanced_accuracy_score(test_y, predicted))
     return float((predicted == test_y).mean())
+
+
+class FeatureCache:
+    """Each clip's features computed once per source (the MFCC statistics, or a checkpoint's folder), whatever
+    the number of folds it appears in: an encoder that is the same for every fold is run over the corpus once."""
+
+    def __init__(self):
+        self.rows: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+        self.models: dict[str, torch.nn.Module] = {}
+
+    def mfcc(self, part: Dataset) -> dict[str, np.ndarray]:
+        return self._features("mfcc", part, lambda audio: {"mfcc": log_mel_statistics(decode(audio))})
+
+    def encoder(self, path: Path, part: Dataset) -> dict[str, np.ndarray]:
+        source = str(path.resolve())
+        return self._features(source, part, lambda audio: clip_features(self._model(source), audio))
+
+    def _model(self, source: str) -> torch.nn.Module:
+        if source not in self.models:
+            self.models = {source: load_feature_model(source).eval()}  # one model in memory at a time
+        return self.models[source]
+
+    def _features(self, source: str, part: Dataset, compute) -> dict[str, np.ndarray]:
+        for clip, audio in zip(part["id"], part["audio"]):
+            if (source, clip) not in self.rows:
+                self.rows[source, clip] = compute(audio)
+        rows = [self.rows[source, clip] for clip in part["id"]]
+        return {name: np.stack([row[name] for row in rows]) for name in rows[0]}
 
 
 def model_paths(fold: int, fold_dir: Path | None, models: list[str], encoders: list[str]) -> dict[str, Path]:
@@ -142,17 +156,16 @@ def main(argv: list[str] | None = None) -> dict[tuple, list[float]]:
     torch.set_num_threads(1)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     scores: dict[tuple, list[float]] = {}
+    caches: dict[tuple, FeatureCache] = {}  # per corpus: clip ids are unique within one
     for fold, data, fold_dir in folds_to_probe(args):
+        cache = caches.setdefault((data.dataset, data.data_dir, data.classes), FeatureCache())
         splits = prepare_splits(data)
         targets = {part: np.asarray(splits[part][args.target]) for part in PARTS}
         fit = ("train", "validation") if args.fit_on == "train+validation" else ("train",)
         train_y = np.concatenate([targets[part] for part in fit])
-        features = {
-            "mfcc": {part: np.stack([log_mel_statistics(decode(a)) for a in splits[part]["audio"]]) for part in PARTS}
-        }
+        features = {"mfcc": {part: cache.mfcc(splits[part])["mfcc"] for part in PARTS}}
         for name, path in model_paths(fold, fold_dir, models, args.encoder).items():
-            model = load_feature_model(path).eval()
-            per_part = {part: model_features(model, splits[part]["audio"]) for part in PARTS}
+            per_part = {part: cache.encoder(path, splits[part]) for part in PARTS}
             for feature in per_part["train"]:
                 features[f"{name}: {feature}"] = {part: per_part[part][feature] for part in PARTS}
         for feature, parts in features.items():

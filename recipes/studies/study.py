@@ -26,6 +26,11 @@ one encoder per fold instead, on that fold's training audio of the study's corpu
 under <output_dir>/pretrain/<config name>-<corpus>-<classes>-fold<k>; each fold's arms start from its own
 encoder. An encoder is pre-trained only when a fold that needs it is not archived yet.
 
+With --set SECTION.KEY=VALUE (repeatable, as for ``gmp-tl cv``) the config is changed before anything runs,
+e.g. ``--set model.freeze_feature_encoder=true`` to fine-tune a pre-trained encoder with its conv layers fixed;
+results and archive go one folder deeper, named after the changes (``set-model.freeze_feature_encoder=true``),
+so a variant never meets the unchanged config's archive.
+
 Reused folders are copied; their records match by content. An interrupted study resumes: finished
 steps are reused, unfinished ones continue. Writes <output_dir>/<corpus>/<classes>/study_results.{md,json}
 for the arms, seeds and folds asked: mean +- std over folds (averaged over seeds), the spread of the seed
@@ -61,7 +66,7 @@ from scipy.stats import binomtest
 from gmp_tl_hf.arguments import TRAINING_DEFAULTS, DataArguments, load_config_file
 from gmp_tl_hf.baseline import baseline_scores
 from gmp_tl_hf.cli import setup_logging
-from gmp_tl_hf.cross_validation import run_cv
+from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.metrics import aggregate_folds
 from gmp_tl_hf.fold_data import load_data
 from gmp_tl_hf.recipes import pretrain
@@ -272,17 +277,24 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--archive", default=None, help="default: recipes/studies/results/<corpus>/<classes>")
     parser.add_argument("--pretrained", default=None, help="a pre-training config: start every arm from its encoder")
     parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+        help="change one value of the config (VALUE as YAML), e.g. model.freeze_feature_encoder=true; the results "
+        "go to a folder named after the changes",
+    )  # fmt: skip
+    parser.add_argument(
         "--archived_only", action="store_true", help="train nothing: tabulate the arms and seeds the archive completes"
     )
     args = parser.parse_args(argv)
     setup_logging()
     config_name, default_data = CORPORA[args.corpus]
-    base = load_config_file(args.config or REPO / "recipes" / "configs" / config_name)
+    base = apply_overrides(load_config_file(args.config or REPO / "recipes" / "configs" / config_name), args.overrides)
     data_dir = str(args.data_dir or default_data)
     root = Path(args.output_dir) / args.corpus / args.classes
     archive = Path(args.archive or REPO / "recipes" / "studies" / "results" / args.corpus / args.classes)
     if args.pretrained:
         root, archive = root / f"from-{Path(args.pretrained).stem}", archive / f"from-{Path(args.pretrained).stem}"
+    if args.overrides:
+        root, archive = root / changes_folder(base, args.overrides), archive / changes_folder(base, args.overrides)
     all_folds = sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
     asked = {arm: arm_seeds(arm, args) for arm in args.arms}
     baseline: dict[int, dict] = {}  # the MFCC baseline per seed, fitted once for both tables
@@ -297,6 +309,18 @@ def main(argv: list[str] | None = None) -> dict:
     archived = collect(args, base, data_dir, root, archive, held, all_folds, False, baseline)
     write_summary([archive], *archived, echo=False)
     return summary
+
+
+def changes_folder(config: dict, overrides: list[str]) -> str:
+    """The folder of a study whose config was changed with ``--set``: ``set-`` and each changed value as the
+    config now holds it, sorted (``set-model.freeze_feature_encoder=true``), so the same changes, however
+    typed, share one folder and other changes never meet the unchanged config's archive."""
+    changed = set()
+    for item in overrides:
+        section, name = item.partition("=")[0].split(".", 1)
+        value = config[section][name]
+        changed.add(f"{section}.{name}={value if isinstance(value, str) else json.dumps(value)}")
+    return "set-" + ",".join(sorted(changed))
 
 
 def arm_seeds(arm: str, args: argparse.Namespace) -> list[int]:
