@@ -52,9 +52,9 @@ def statistics(frames: torch.Tensor) -> np.ndarray:
 
 
 @torch.no_grad()
-def clip_features(model, audio) -> dict[str, np.ndarray]:
+def clip_features(model, extractor, audio) -> dict[str, np.ndarray]:
     """Statistics of the conv features, of every layer's frames and of all layers together, for one clip."""
-    inputs = default_feature_extractor()(decode(audio), sampling_rate=16000, return_tensors="pt").input_values
+    inputs = extractor(decode(audio), sampling_rate=16000, return_tensors="pt").input_values
     conv = model.encoder_model.feature_extractor(inputs)[0].T
     hidden = model(inputs, output_hidden_states=True).hidden_states
     layers = {f"layer {layer}": statistics(frames[0]) for layer, frames in enumerate(hidden)}
@@ -76,13 +76,14 @@ class FeatureCache:
     def __init__(self):
         self.rows: dict[tuple[str, str], dict[str, np.ndarray]] = {}
         self.models: dict[str, torch.nn.Module] = {}
+        self.extractor = default_feature_extractor()
 
     def mfcc(self, part: Dataset) -> dict[str, np.ndarray]:
         return self._features("mfcc", part, lambda audio: {"mfcc": log_mel_statistics(decode(audio))})
 
     def encoder(self, path: Path, part: Dataset) -> dict[str, np.ndarray]:
         source = str(path.resolve())
-        return self._features(source, part, lambda audio: clip_features(self._model(source), audio))
+        return self._features(source, part, lambda audio: clip_features(self._model(source), self.extractor, audio))
 
     def _model(self, source: str) -> torch.nn.Module:
         if source not in self.models:

@@ -294,7 +294,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.pretrained:
         root, archive = root / f"from-{Path(args.pretrained).stem}", archive / f"from-{Path(args.pretrained).stem}"
     if args.overrides:
-        root, archive = root / changes_folder(base, args.overrides), archive / changes_folder(base, args.overrides)
+        variant = changes_folder(base, args.overrides)
+        root, archive = root / variant, archive / variant
     all_folds = sorted(set(load_data(DataArguments(**{**base["data"], "data_dir": data_dir}))["fold"]))
     asked = {arm: arm_seeds(arm, args) for arm in args.arms}
     baseline: dict[int, dict] = {}  # the MFCC baseline per seed, fitted once for both tables
