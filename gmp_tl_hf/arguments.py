@@ -104,7 +104,9 @@ class ModelArguments:
         metadata={"help": "hubert, wavlm or wav2vec2: the random encoder's family (with encoder_preset only)."},
     )
     freeze_feature_encoder: bool = field(default=True, metadata={"help": "Freeze the conv feature encoder."})
-    pooling: str = field(default="mean", metadata={"help": "mean (ours) or attentive."})
+    pooling: str = field(
+        default="mean", metadata={"help": "mean (ours), attentive, or statistics (mean + std over frames)."}
+    )
     emotion_head: str | None = field(default=None, metadata={"help": "linear or am_softmax (default: per stage)."})
     am_margin: float = field(default=0.2, metadata={"help": "AM-Softmax margin."})
     am_scale: float = field(default=30.0, metadata={"help": "AM-Softmax scale."})
@@ -126,6 +128,13 @@ class ModelArguments:
     refit_gender_head: bool = field(
         default=True,
         metadata={"help": "After training, refit the gender head by logistic regression on the training clips; ours."},
+    )
+    refit_emotion_head: bool = field(
+        default=False,
+        metadata={
+            "help": "After training, refit the emotion head by logistic regression on the pooled embeddings of the "
+            "training and validation clips (C by speaker-grouped CV; an AM-Softmax head becomes linear); ours."
+        },
     )
     gmp_loss_weight: float = field(default=1.0, metadata={"help": "Weight of the mean GMP frame CE (stage 1)."})
     gmp_loss_frames: str = field(default="all", metadata={"help": "all frames (our choice) or masked frames only."})

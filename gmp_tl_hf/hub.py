@@ -72,6 +72,10 @@ def model_card(results: dict[str, Any], base_model: str | None, repo_id: str = "
             )
     stage = results["stage"]
     details = f"emotion head {config.get('emotion_head', 'linear')}"
+    if results.get("emotion_head_refit"):
+        fit = results["emotion_head_refit"]
+        trained = " (trained as AM-Softmax)" if fit["replaced_head"] == "am_softmax" else ""
+        details += f" refit by logistic regression on the final encoder{trained}, C = {fit['c']:g}"
     if config.get("gmp_cluster_sizes"):
         details += f", GMP heads {config['gmp_cluster_sizes']}"
     if config.get("gender_loss_weight", 1.0):

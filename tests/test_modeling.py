@@ -50,8 +50,9 @@ def test_no_frame_heads_gives_no_gmp_logits():
         {"feat_extract_norm": "layer", "do_stable_layer_norm": True},  # HuBERT-large style
         {"pooling": "attentive", "emotion_head": "am_softmax"},
         {"use_weighted_layer_sum": True},
+        {"pooling": "statistics", "gender_input": "embedding"},
     ],
-    ids=["group-norm", "layer-norm", "attentive-am", "weighted-layers"],
+    ids=["group-norm", "layer-norm", "attentive-am", "weighted-layers", "statistics"],
 )
 def test_padding_does_not_change_outputs(overrides):
     model = tiny_model(**overrides)
@@ -92,7 +93,7 @@ def test_without_masked_group_norm_padding_would_leak():
 HEADS_X_POOLING = [
     {"emotion_head": emotion_head, "pooling": pooling}
     for emotion_head in ("linear", "am_softmax")
-    for pooling in ("mean", "attentive")
+    for pooling in ("mean", "attentive", "statistics")
 ]
 
 
@@ -476,6 +477,27 @@ def test_spectral_gender_weights_start_at_zero_and_are_never_trained(tmp_path):
     trained = dict(plain.named_parameters())
     assert all(torch.equal(param, trained[name]) for name, param in spectral.named_parameters())
     assert not spectral.spectral_gender_weight.any()
+
+
+@pytest.mark.parametrize("emotion_head", ["linear", "am_softmax"])
+def test_the_emotion_refit_weights_make_a_linear_head_on_the_pooled_statistics(emotion_head, tmp_path):
+    """The emotion refit's target: a linear head on :meth:`emotion_features` (mean and std of the projected
+    frames, padding ignored); an AM-Softmax head becomes linear, and stays so when saved and loaded."""
+    model = tiny_model(pooling="statistics", emotion_head=emotion_head)
+    width = 2 * model.config.classifier_proj_size
+    padded, mask = padded_batch([24000, 9000], seed=4)
+    features = model.emotion_features(padded, mask)
+    assert features.shape == (2, width) and model.embedding_size == width
+    torch.testing.assert_close(model.emotion_features(padded[1:, :9000])[0], features[1], atol=1e-5, rtol=1e-5)
+    weight, bias = torch.randn(model.config.num_labels, width), torch.randn(model.config.num_labels)
+    model.set_emotion_head(weight, bias)
+    assert model.config.emotion_head == "linear" and isinstance(model.classifier, torch.nn.Linear)
+    logits = model(padded, attention_mask=mask).logits
+    torch.testing.assert_close(logits, features @ weight.T + bias)
+    model.save_pretrained(tmp_path)
+    torch.testing.assert_close(HubertForGMPEmotion.from_pretrained(tmp_path).eval()(padded, mask).logits, logits)
+    with pytest.raises(ValueError, match="an emotion head of"):
+        model.set_emotion_head(weight[:, :-1], bias)
 
 
 @pytest.mark.parametrize("gender_input", ["statistics", "embedding"])

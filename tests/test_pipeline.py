@@ -121,7 +121,7 @@ def test_gender_and_timeline_on_request(classifier):
     assert timeline[0]["score"] == max(timeline[0]["scores"].values())
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attentive"])
+@pytest.mark.parametrize("pooling", ["mean", "attentive", "statistics"])
 @pytest.mark.parametrize("emotion_head", ["linear", "am_softmax"])
 def test_a_timeline_window_spanning_the_clip_repeats_the_clip_answer(tmp_path, pooling, emotion_head):
     model = tiny_model(seed=5, pooling=pooling, emotion_head=emotion_head)
@@ -226,7 +226,7 @@ def test_fresh_process_without_the_package(checkpoint, tmp_path):
 LOCAL_ENCODER = {"num_hidden_layers": 1, "feat_extract_norm": "layer", "conv_bias": True}
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attentive"])
+@pytest.mark.parametrize("pooling", ["mean", "attentive", "statistics"])
 @pytest.mark.parametrize(
     ("gender_input", "spectral"), [("statistics", False), ("embedding", False), ("statistics", True)]
 )

@@ -18,6 +18,7 @@ from conftest import REPO_ROOT, crash_after_the_first_checkpoint, tiny_model
 from datasets import load_from_disk
 from hub_server import HubServer
 from safetensors.torch import load_file
+from sklearn.metrics import balanced_accuracy_score
 from transformers import Trainer, TrainingArguments, pipeline
 
 from gmp_tl_hf import default_feature_extractor
@@ -27,7 +28,7 @@ from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.data.splits import fold_split
 from gmp_tl_hf.fold_data import load_data, prepare_splits
-from gmp_tl_hf.model_setup import gender_head_inputs, gender_rows
+from gmp_tl_hf.model_setup import EMOTION_REFIT_CS, gender_head_inputs, gender_rows
 from gmp_tl_hf.recipes.finetune import run_finetune
 from gmp_tl_hf.records import RecordMismatch
 
@@ -215,6 +216,39 @@ def test_recipe_models_answer_consistently(corpus_dir, tmp_path, pooling, family
         assert (answers.argmax(-1) == batch["gender_labels"]).float().mean().item() == refit["train_accuracy"]
         results = json.loads((tmp_path / "cv" / "fold0" / stage / "results.json").read_text())
         assert results["validation"]["gender_accuracy"] is None and results["test"]["gender_accuracy"] is not None
+
+
+def test_the_emotion_refit_makes_each_stages_head_the_regression_and_the_answers_agree(corpus_dir, tmp_path):
+    """With statistics pooling and ``refit_emotion_head``, every stage ends with the emotion head the logistic
+    regression fitted on its final encoder (stage 2's AM-Softmax head becomes linear): the saved model answers
+    the refit clips as the regression did, a whole-clip timeline window repeats the utterance answer, the
+    validation clips (seen by the refit) get no emotion score, and the model card says so."""
+    config = tiny_config(corpus_dir)
+    config["model"].update(pooling="statistics", refit_emotion_head=True)
+    run_cv(config, tmp_path / "cv", "gmp-tl", folds=[0])
+    splits = prepare_splits(DataArguments(**config["data"]))
+    clip = str(sorted(Path(corpus_dir).rglob("*.wav"))[0])
+    for stage in ("mtl", "stage1", "stage2"):
+        folder = tmp_path / "cv" / "fold0" / stage
+        results = json.loads((folder / "results.json").read_text())
+        fit = results["emotion_head_refit"]
+        assert fit["splits"] == ["train", "validation"] and fit["c"] in EMOTION_REFIT_CS
+        assert fit["cross_validation_uar"][str(fit["c"])] == max(fit["cross_validation_uar"].values())
+        assert fit["replaced_head"] == ("am_softmax" if stage == "stage2" else "linear")
+        assert "validation" not in results and 0 <= results["test"]["uar"] <= 1
+        classify = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
+        assert classify.model.config.emotion_head == "linear" and classify.model.config.pooling == "statistics"
+        rows = [row for name in fit["splits"] for row in splits[name].select_columns(["audio", "emotion", "gender"])]
+        assert fit["clips"] == len(rows)
+        batch = SERCollator(classify.feature_extractor, classify.model.config)(rows)
+        with torch.no_grad():
+            logits = classify.model(batch["input_values"], attention_mask=batch["attention_mask"]).logits
+        assert balanced_accuracy_score(batch["labels"], logits.argmax(-1)) == pytest.approx(fit["train_uar"])
+        result = classify(clip, return_timeline=True, timeline_window=60.0, top_k=4)
+        (window,) = result["timeline"]
+        assert window["label"] == result["emotion"][0]["label"]
+        assert all(abs(window["scores"][item["label"]] - item["score"]) < 1e-4 for item in result["emotion"])
+        assert "refit by logistic regression on the final encoder" in (folder / "README.md").read_text()
 
 
 def test_cv_run_interrupted_mid_training_resumes_from_the_checkpoint(corpus_dir, tmp_path, monkeypatch):

@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
 
-POOLING_MODES = ("mean", "attentive")
+POOLING_MODES = ("mean", "attentive", "statistics")
 EMOTION_HEADS = ("linear", "am_softmax")
 GMP_LOSS_FRAMES = ("all", "masked")
 GENDER_INPUTS = ("embedding", "statistics")
@@ -52,8 +52,9 @@ class GMPConfigMixin:
             quantizer's ``gender_mode="offset"`` a scale of K clusters has 2K classes; the recipes set
             this from the quantizer. Empty means no frame heads (MTL and stage-2 models).
         pooling (`str`, *optional*, defaults to `"mean"`):
-            How frames become an utterance embedding: `"mean"` (mean over valid frames; ours)
-            or `"attentive"` (softmax-weighted mean with a learned score per frame).
+            How frames become an utterance embedding: `"mean"` (mean over valid frames; ours),
+            `"attentive"` (softmax-weighted mean with a learned score per frame) or `"statistics"` (mean and
+            standard deviation over valid frames, x-vector style: an embedding twice as wide).
         emotion_head (`str`, *optional*, defaults to `"linear"`):
             `"linear"` (softmax classifier) or `"am_softmax"` (additive-margin softmax, stage 2).
         am_margin (`float`, *optional*, defaults to 0.2):

@@ -283,6 +283,13 @@ def mean_std_pooling(frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Te
     return torch.cat([mean, variance.clamp(min=1e-6).sqrt()], dim=-1)
 
 
+class StatisticsPooling(nn.Module):
+    """Mean and standard deviation of the valid frames (:func:`mean_std_pooling`), as a pooling module."""
+
+    def forward(self, frames: torch.Tensor, frame_mask: torch.Tensor) -> torch.Tensor:
+        return mean_std_pooling(frames, frame_mask)
+
+
 def split_windows(frames: torch.Tensor, frame_mask: torch.Tensor, window_frames: int):
     """Consecutive windows of ``window_frames`` frames as a batch of their own: `(batch * windows,
     window_frames, dim)` frames and mask, and the `(batch, windows)` mask of windows with a valid frame.
@@ -350,15 +357,16 @@ class GMPEmotionMixin:
         if config.use_weighted_layer_sum:
             self.layer_weights = nn.Parameter(torch.ones(config.num_hidden_layers + 1) / (config.num_hidden_layers + 1))
         self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
-        self.pooler = AttentivePooling(config.classifier_proj_size) if config.pooling == "attentive" else MeanPooling()
+        if config.pooling == "attentive":
+            self.pooler = AttentivePooling(config.classifier_proj_size)
+        else:
+            self.pooler = StatisticsPooling() if config.pooling == "statistics" else MeanPooling()
         self.dropout = nn.Dropout(config.final_dropout)
         if config.emotion_head == "am_softmax":
-            self.classifier = AMSoftmaxHead(
-                config.classifier_proj_size, config.num_labels, config.am_scale, config.am_margin
-            )
+            self.classifier = AMSoftmaxHead(self.embedding_size, config.num_labels, config.am_scale, config.am_margin)
         else:
-            self.classifier = nn.Linear(config.classifier_proj_size, config.num_labels)
-        gender_features = config.classifier_proj_size if config.gender_input == "embedding" else 2 * config.hidden_size
+            self.classifier = nn.Linear(self.embedding_size, config.num_labels)
+        gender_features = self.embedding_size if config.gender_input == "embedding" else 2 * config.hidden_size
         self.gender_classifier = nn.Linear(gender_features, len(config.gender_labels))
         self.gmp_heads = nn.ModuleList(nn.Linear(config.hidden_size, size) for size in config.gmp_cluster_sizes)
         if config.gender_spectral_features:
@@ -393,6 +401,11 @@ class GMPEmotionMixin:
         """Train the heads only."""
         for param in self.encoder_model.parameters():
             param.requires_grad = False
+
+    @property
+    def embedding_size(self) -> int:
+        """Width of the pooled utterance embedding the emotion head reads."""
+        return self.config.classifier_proj_size * (2 if self.config.pooling == "statistics" else 1)
 
     @property
     def spectral_features(self) -> int:
@@ -533,7 +546,8 @@ class GMPEmotionMixin:
         logits, _, gender_logits, window_logits, _ = self._utterance_heads(
             projected, gender_frames, frame_mask, window_frames
         )
-        return logits, gender_logits, window_logits, self.classifier(projected)
+        frame_logits, _ = self._window_logits(projected, frame_mask, 1)
+        return logits, gender_logits, window_logits, frame_logits
 
     def _utterance_heads(self, projected, gender_frames, frame_mask, window_frames):
         """Pooling and the emotion and gender heads; each window (if asked) goes the emotion path alone."""
@@ -543,10 +557,15 @@ class GMPEmotionMixin:
         gender_logits = self._gender_logits(gender_inputs)
         window_logits = window_mask = None
         if window_frames is not None:
-            window_batch, window_frame_mask, window_mask = split_windows(projected, frame_mask, window_frames)
-            window_logits = self.classifier(self.dropout(self.pooler(window_batch, window_frame_mask)))
-            window_logits = window_logits.view(*window_mask.shape, -1).masked_fill(~window_mask[..., None], 0.0)
+            window_logits, window_mask = self._window_logits(projected, frame_mask, window_frames)
         return logits, gender_inputs, gender_logits, window_logits, window_mask
+
+    def _window_logits(self, projected, frame_mask, window_frames):
+        """Emotion logits of consecutive windows of ``window_frames`` frames, each pooled as a clip of its own,
+        and the mask of windows with a valid frame."""
+        window_batch, window_frame_mask, window_mask = split_windows(projected, frame_mask, window_frames)
+        window_logits = self.classifier(self.dropout(self.pooler(window_batch, window_frame_mask)))
+        return window_logits.view(*window_mask.shape, -1).masked_fill(~window_mask[..., None], 0.0), window_mask
 
     def _gender_frames(
         self, hidden_states: tuple[torch.Tensor, ...] | None, input_values: torch.Tensor, frame_mask: torch.Tensor
@@ -598,6 +617,24 @@ class GMPEmotionMixin:
             spectral.copy_(torch.as_tensor(weight[:, trained:], dtype=spectral.dtype))
         elif weight.shape[1] != trained:
             raise ValueError(f"a gender head of {trained} inputs got {weight.shape[1]} weights")
+
+    @torch.no_grad()
+    def set_emotion_head(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Make the emotion head the linear classifier ``weight``, ``bias`` of :meth:`emotion_features` (the
+        refit). An AM-Softmax head, which has no bias and reads cosines, is replaced by a linear one."""
+        if weight.shape != (self.config.num_labels, self.embedding_size):
+            raise ValueError(f"an emotion head of {self.embedding_size} inputs got weights {tuple(weight.shape)}")
+        if isinstance(self.classifier, AMSoftmaxHead):
+            device, dtype = self.classifier.weight.device, self.classifier.weight.dtype
+            self.classifier = nn.Linear(self.embedding_size, self.config.num_labels).to(device=device, dtype=dtype)
+            self.config.emotion_head = "linear"
+        self.classifier.weight.copy_(torch.as_tensor(weight, dtype=self.classifier.weight.dtype))
+        self.classifier.bias.copy_(torch.as_tensor(bias, dtype=self.classifier.bias.dtype))
+
+    def emotion_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The emotion head's input (the pooled utterance embedding) for a batch, for the refit."""
+        frames = self.encode_frames(input_values, attention_mask)
+        return self.dropout(self.pooler(frames.projected, frames.frame_mask))
 
     def gender_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The gender head's input for a batch (the recipes refit the head on them after training)."""

@@ -36,7 +36,14 @@ from ..data.metrics import gender_accuracy, make_compute_metrics, ser_metrics
 from ..fold_data import missing_classes, prepare_splits, sort_by_length, split_signature
 from ..gmp.quantizer import GMPQuantizer
 from ..hub import push_run, write_model_card
-from ..model_setup import build_model, gender_head_learns, load_feature_extractor, model_source, refit_gender_head
+from ..model_setup import (
+    build_model,
+    gender_head_learns,
+    load_feature_extractor,
+    model_source,
+    refit_emotion_head,
+    refit_gender_head,
+)
 from ..processes import check_processes_connected, process_state
 from ..records import (
     close_step,
@@ -188,10 +195,11 @@ def run_finetune(
             len(splits["train"]),
         )
 
-        # Evaluate: the gender head refit for the final encoder on every clip outside the test fold, then
-        # validation and test (validation gender accuracy only where the refit did not see those clips)
+        # Evaluate: the heads refit for the final encoder on every clip outside the test fold, then validation
+        # (only what no refit saw: no emotion scores once the emotion head is fitted on it) and test
         refit_parts = {name: splits[name] for name in ("train", "validation") if name in splits}
         gender_fit = refit_gender_head(model, refit_parts, collator) if model_args.refit_gender_head else None
+        emotion_fit = refit_emotion_head(model, refit_parts, collator) if model_args.refit_emotion_head else None
         results: dict[str, Any] = {
             "stage": stage,
             "fold": data_args.fold,
@@ -202,10 +210,11 @@ def run_finetune(
             "train_runtime": train_output.metrics.get("train_runtime"),
             "best_checkpoint": trainer.state.best_model_checkpoint,
             "gender_head_refit": gender_fit,
+            "emotion_head_refit": emotion_fit,
             "warnings": fold_warnings,
         }
         for name in ("validation", "test"):
-            if name in splits:
+            if name in splits and (emotion_fit is None or name not in emotion_fit["splits"]):
                 prediction = trainer.predict(splits[name], metric_key_prefix=name)
                 logits, labels = prediction.predictions[0], prediction.label_ids[0]  # (emotion, gender) pairs
                 results[name] = ser_metrics(labels, np.argmax(logits, axis=-1), label_names)
