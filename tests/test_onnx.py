@@ -27,6 +27,7 @@ for module in ("onnx", "onnxscript", "onnxruntime"):
     params=[
         {"pooling": "mean"},
         {"pooling": "attentive", "emotion_head": "am_softmax"},
+        {"pooling": "statistics"},
         {"family": "wavlm"},
         {"gender_input": "statistics", "gender_spectral_features": True},
     ],
