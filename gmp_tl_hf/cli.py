@@ -87,12 +87,13 @@ def output_dir_of(argv: list[str]) -> str | None:
     return "runs/demo" if argv and argv[0] == "demo" else None
 
 
-def stop(command: str, error: Exception, message: str, debug: bool) -> None:
-    """End a command that cannot go on in one line and exit code 2; with ``--debug``, the traceback."""
+def stop(program: str, error: Exception, message: str, debug: bool) -> None:
+    """End a ``program`` (``gmp-tl COMMAND``, a study script) that cannot go on in one line and exit code 2;
+    with ``--debug``, the traceback."""
     if debug:
         raise error
     logging.getLogger(__name__).debug("stopped", exc_info=error)
-    print(f"gmp-tl {command}: error: {message} (--debug shows the traceback)", file=sys.stderr)
+    print(f"{program}: error: {message} (--debug shows the traceback)", file=sys.stderr)
     raise SystemExit(2) from None
 
 
@@ -115,11 +116,13 @@ def main(argv: list[str] | None = None) -> None:
         commands[argv[0]](argv[1:])
     except (ConfigError, AudioError, RecordMismatch, RunLocked, FileNotFoundError, yaml.YAMLError) as error:
         # a user's mistake or a refusal that protects a record; a bad-file list keeps its lines
-        stop(argv[0], error, str(error) if isinstance(error, AudioError) else " ".join(str(error).split()), debug)
+        message = str(error) if isinstance(error, AudioError) else " ".join(str(error).split())
+        stop(f"gmp-tl {argv[0]}", error, message, debug)
     except OSError as error:
         if error.errno != ENOSPC:
             raise
-        stop(argv[0], error, f"the disk is full ({error}); free space and rerun the same command: it resumes", debug)
+        message = f"the disk is full ({error}); free space and rerun the same command: it resumes"
+        stop(f"gmp-tl {argv[0]}", error, message, debug)
     if log_file is not None:
         print(f"full log: {log_file}")
 

@@ -535,7 +535,7 @@ def test_the_probes_regression_is_the_baselines_and_reproducible_with_pca():
     np.testing.assert_array_equal(first[-1].coef_, second[-1].coef_)
 
 
-def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
+def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path, capsys):
     """recipes/studies/study.py on the tiny synthetic corpus: plain at equal epochs, the chain, an
     ablation that reuses the chain's folders, the MFCC baseline; then a rerun reuses everything."""
     sys.path.insert(0, str(REPO_ROOT / "recipes" / "studies"))
@@ -699,4 +699,10 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path):
     before = (tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_bytes()
     with pytest.raises(RecordMismatch, match="learning_rate"):
         study.main(argv)
+    with pytest.raises(SystemExit) as stopped:  # from the command line: one line, no traceback
+        study.cli(argv)
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert stopped.value.code == 2 and "Traceback" not in err
+    assert last.startswith("study.py: error: ") and "learning_rate" in last
     assert (tmp_path / "archive" / "gmp-tl" / "seed7" / "fold0.json").read_bytes() == before

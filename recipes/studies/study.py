@@ -56,6 +56,7 @@ import argparse
 import json
 import logging
 import shutil
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,14 +64,14 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import binomtest
 
-from gmp_tl_hf.arguments import TRAINING_DEFAULTS, DataArguments, load_config_file
+from gmp_tl_hf.arguments import TRAINING_DEFAULTS, ConfigError, DataArguments, load_config_file
 from gmp_tl_hf.baseline import baseline_scores
-from gmp_tl_hf.cli import setup_logging
+from gmp_tl_hf.cli import setup_logging, stop
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.metrics import aggregate_folds
 from gmp_tl_hf.fold_data import load_data
 from gmp_tl_hf.recipes import pretrain
-from gmp_tl_hf.records import RecordMismatch, code_version, differences
+from gmp_tl_hf.records import RecordMismatch, RunLocked, code_version, differences
 
 logger = logging.getLogger("gmp_tl_hf.study")
 REPO = Path(__file__).resolve().parents[2]
@@ -529,5 +530,14 @@ def write_summary(
     return record
 
 
+def cli(argv: list[str] | None = None) -> None:
+    """``main`` from the command line: a refusal or a wrong value ends in one line (``--debug``: the traceback)."""
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        main([arg for arg in argv if arg != "--debug"])
+    except (ConfigError, RecordMismatch, RunLocked, FileNotFoundError) as error:
+        stop("study.py", error, " ".join(str(error).split()), "--debug" in argv)
+
+
 if __name__ == "__main__":
-    main()
+    cli()
