@@ -148,7 +148,7 @@ def test_a_split_missing_a_class_is_said_and_recorded():
         ("training:\n  learning_rat: 0.1\n", "unknown keys in the training/mtl sections: ['learning_rat']"),
         ("training:\n  learning_rate: fast\n", "learning_rate must be float, got 'fast'"),
         ("training:\n  num_train_epochs: 0\n", "num_train_epochs must be > 0 (or max_steps > 0), got 0"),
-        ("model:\n  pooling: max\n", "pooling must be one of ('mean', 'attentive'), got 'max'"),
+        ("model:\n  pooling: max\n", "pooling must be one of ('mean', 'attentive', 'statistics'), got 'max'"),
         ("gmp:\n  cluster_sizes: [1]\n", "cluster_sizes must be a non-empty list of K >= 2, got [1]"),
         ("data:\n  validation: everyone\n", "validation must be one of ('speakers', 'random', 'none')"),
     ],
