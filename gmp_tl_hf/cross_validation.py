@@ -44,7 +44,7 @@ from .fold_data import load_data
 from .model_setup import materialize_random_encoder
 from .recipes.extract_gmp import extraction_settings, run_extract
 from .recipes.finetune import run_finetune, step_settings
-from .records import RecordMismatch, differences, read_record, run_lock
+from .records import RecordMismatch, differences, read_record, run_lock, settings_defaults
 
 logger = logging.getLogger(__name__)
 
@@ -117,11 +117,11 @@ def check_records(plans: dict[int, list[tuple]], overwrite: bool) -> None:
     stale: list[Path] = []
     problems: list[str] = []
     for fold, steps in plans.items():
-        for index, (_, step_dir, _, settings) in enumerate(steps):
+        for index, (_, step_dir, arguments, settings) in enumerate(steps):
             record = read_record(step_dir)
             if record is None:
                 continue
-            changed = differences(record["settings"], settings)
+            changed = differences(record["settings"], settings, settings_defaults(*arguments))
             if changed:
                 problems.append(f"fold{fold}/{step_dir.name}: " + "; ".join(changed[:4]))
                 stale.extend(later[1] for later in steps[index:])

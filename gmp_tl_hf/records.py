@@ -24,7 +24,7 @@ import time
 import zipfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, is_dataclass
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -135,12 +135,33 @@ def fingerprint_source(name_or_path: str) -> str:
     return f"hub:{name_or_path}"
 
 
-def differences(old: Any, new: Any, prefix: str = "") -> list[str]:
-    """``key: old -> new`` for every leaf that differs between two JSON values."""
+def settings_defaults(*arguments: Any) -> dict[str, Any]:
+    """The default of every field of dataclass arguments, shaped like :func:`resolved_settings`."""
+    defaults: dict[str, Any] = {}
+    for argument in arguments:
+        values = {}
+        for item in fields(argument):
+            if item.default is not MISSING:
+                values[item.name] = item.default
+            elif item.default_factory is not MISSING:
+                values[item.name] = item.default_factory()
+        defaults[type(argument).__name__] = values
+    return json.loads(json.dumps(defaults, default=str))
+
+
+def differences(old: Any, new: Any, defaults: Any = None, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every leaf that differs between two JSON values.
+
+    A key the old value lacks counts as its entry in ``defaults`` (see :func:`settings_defaults`): an
+    option added since a record was written takes the old behaviour as its default, so a folder made
+    before it existed still matches a run that leaves it at its default, and only such a run.
+    """
     if isinstance(old, dict) and isinstance(new, dict):
+        defaults = defaults if isinstance(defaults, dict) else {}
         found = []
         for key in sorted(set(old) | set(new)):
-            found += differences(old.get(key, "<absent>"), new.get(key, "<absent>"), f"{prefix}{key}.")
+            before = old.get(key, defaults.get(key, "<absent>"))
+            found += differences(before, new.get(key, "<absent>"), defaults.get(key), f"{prefix}{key}.")
         return found
     return [] if old == new else [f"{prefix.rstrip('.')}: {old!r} -> {new!r}"]
 
@@ -151,7 +172,13 @@ def read_record(step_dir: str | Path) -> dict[str, Any] | None:
 
 
 def open_step(
-    step_dir: str | Path, step: str, settings: dict, inputs: dict, overwrite: bool = False, write: bool = True
+    step_dir: str | Path,
+    step: str,
+    settings: dict,
+    inputs: dict,
+    overwrite: bool = False,
+    write: bool = True,
+    defaults: dict | None = None,
 ) -> bool:
     """Claim ``step_dir`` for a step with these settings and inputs; True when it is already complete.
 
@@ -159,11 +186,14 @@ def open_step(
     ``overwrite``, which clears it. A folder with content but no record (made by an older version or
     by hand) is refused the same way. The record is written before any work, marked complete by
     :func:`close_step`. With ``write=False`` (every process but the main one) it only refuses.
+    ``defaults`` (:func:`settings_defaults`) stand for settings an older record lacks.
     """
     step_dir = Path(step_dir)
     record = read_record(step_dir)
     changed = [] if record is None else differences(
-        {"settings": record["settings"], "inputs": record["inputs"]}, {"settings": settings, "inputs": inputs}
+        {"settings": record["settings"], "inputs": record["inputs"]},
+        {"settings": settings, "inputs": inputs},
+        {"settings": defaults},
     )  # fmt: skip
     foreign = record is None and step_dir.is_dir() and any(not is_bookkeeping(p) for p in step_dir.iterdir())
     if (changed or foreign) and not overwrite:

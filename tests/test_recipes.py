@@ -148,6 +148,19 @@ def snapshot(folder):
 def test_a_rerun_with_other_settings_refuses_then_overwrite_recomputes_what_changed(corpus_dir, tmp_path):
     run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])
     fold = tmp_path / "cv" / "fold0"
+    # a folder made before an option existed: its record lacks the field, which counts as the default
+    for step in ("mtl", "stage1", "stage2"):
+        path = fold / step / "record.json"
+        record = json.loads(path.read_text())
+        assert record["settings"]["ModelArguments"].pop("refit_emotion_head") is False
+        path.write_text(json.dumps(record))
+    stamp = (fold / "stage2" / "model.safetensors").stat().st_mtime_ns
+    run_cv(tiny_config(corpus_dir), tmp_path / "cv", "gmp-tl", folds=[0])  # the default: reused, not retrained
+    assert (fold / "stage2" / "model.safetensors").stat().st_mtime_ns == stamp
+    refit = tiny_config(corpus_dir)
+    refit["model"] = {**refit["model"], "refit_emotion_head": True}
+    with pytest.raises(RecordMismatch, match=r"fold0/mtl: ModelArguments\.refit_emotion_head: False -> True"):
+        run_cv(refit, tmp_path / "cv", "gmp-tl", folds=[0])
     before = snapshot(tmp_path / "cv")
     changed = tiny_config(corpus_dir)
     changed["training"] = {**changed["training"], "learning_rate": 2e-3}

@@ -13,6 +13,7 @@ import torch
 from conftest import tiny_model
 from safetensors.torch import save_file
 
+from gmp_tl_hf.arguments import ModelArguments, training_arguments
 from gmp_tl_hf.cli import main
 from gmp_tl_hf.model_setup import initialise_stage2_head
 from gmp_tl_hf.recipes.finetune import base_model_id
@@ -25,7 +26,9 @@ from gmp_tl_hf.records import (
     newest_complete_checkpoint,
     open_step,
     read_record,
+    resolved_settings,
     run_lock,
+    settings_defaults,
 )
 
 
@@ -89,6 +92,23 @@ def test_differences_name_every_changed_leaf():
     old = {"a": {"b": 1, "c": [1, 2]}, "d": "x"}
     new = {"a": {"b": 1, "c": [1, 3]}, "e": "y"}
     assert differences(old, new) == ["a.c: [1, 2] -> [1, 3]", "d: 'x' -> '<absent>'", "e: '<absent>' -> 'y'"]
+    # a key the old record lacks stands for its default: equal to it, no difference; other, named as a change
+    defaults = {"a": {"f": False}, "e": "y"}
+    assert differences({"a": {}}, {"a": {"f": False}}, defaults) == []
+    assert differences({"a": {}}, {"a": {"f": True}}, defaults) == ["a.f: False -> True"]
+    assert differences(old, new, defaults) == ["a.c: [1, 2] -> [1, 3]", "d: 'x' -> '<absent>'"]
+    assert differences({"a": {"f": True}}, {"a": {}}, defaults) == ["a.f: True -> '<absent>'"]  # dropped: a change
+
+
+def test_settings_defaults_mirror_the_recorded_settings():
+    model_args, training_args = ModelArguments(), training_arguments("out")
+    defaults = settings_defaults(model_args, training_args)
+    recorded = resolved_settings(model_args, training_args)
+    assert defaults["ModelArguments"] == recorded["ModelArguments"]  # every field at its default
+    assert defaults["ModelArguments"]["refit_emotion_head"] is False
+    # transformers' own defaults, not the recipe's (what an option added by a transformers upgrade falls back to)
+    assert defaults["TrainingArguments"]["load_best_model_at_end"] is False
+    assert recorded["TrainingArguments"]["load_best_model_at_end"] is True
 
 
 def test_run_lock_refuses_a_live_holder_and_takes_over_a_stale_one(tmp_path, caplog):

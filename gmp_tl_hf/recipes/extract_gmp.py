@@ -34,6 +34,7 @@ from ..records import (
     read_record,
     resolved_settings,
     run_lock,
+    settings_defaults,
 )
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,8 @@ def _run_extract(gmp_args: GMPArguments, data_args: DataArguments, state, output
     settings = extraction_settings(gmp_args, data_args)
     inputs = {"data": fingerprint_rows(splits), "source": fingerprint_source(gmp_args.model_name_or_path)}
     # every rank refuses alike, before anything is written; the main one clears or writes the record
-    open_step(output_dir, "extract", settings, inputs, gmp_args.overwrite, write=state.is_main_process)
+    defaults = settings_defaults(gmp_args, data_args)
+    open_step(output_dir, "extract", settings, inputs, gmp_args.overwrite, state.is_main_process, defaults)
     state.wait_for_everyone()
     if read_record(output_dir)["status"] == "complete" and (output_dir / "gmp.json").is_file():
         logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)

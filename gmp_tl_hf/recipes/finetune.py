@@ -53,6 +53,7 @@ from ..records import (
     read_record,
     resolved_settings,
     run_lock,
+    settings_defaults,
 )
 from ..trainer import SERTrainer, quiet_console, resume_point
 
@@ -142,7 +143,8 @@ def run_finetune(
         splits = prepare_splits(data_args)
         inputs = step_inputs(stage, model_args, splits, training_args.seed)
         # every rank refuses alike, before anything is written; the main one clears or writes the record
-        open_step(output_dir, stage, settings, inputs, overwrite, write=state.is_main_process)
+        defaults = settings_defaults(data_args, model_args, training_args)
+        open_step(output_dir, stage, settings, inputs, overwrite, state.is_main_process, defaults)
         state.wait_for_everyone()
         if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
             logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)

@@ -62,6 +62,7 @@ from ..records import (
     read_record,
     resolved_settings,
     run_lock,
+    settings_defaults,
 )
 from ..trainer import MaskedPredictionTrainer, quiet_console, resume_point
 
@@ -158,7 +159,8 @@ def run_pretrain(
         # Data: the clips to pre-train on; the record refuses or reuses before any work
         rows = pretraining_rows(data_args, args.audio)
         settings, inputs = step_record(args, data_args, training_args, rows)
-        open_step(output_dir, "pretrain", settings, inputs, overwrite, write=state.is_main_process)
+        defaults = settings_defaults(args, data_args, training_args)
+        open_step(output_dir, "pretrain", settings, inputs, overwrite, state.is_main_process, defaults)
         state.wait_for_everyone()
         if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
             logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
