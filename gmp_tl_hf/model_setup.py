@@ -352,10 +352,11 @@ def refit_emotion_head(
         )
     )
     emotions, speakers = np.asarray(rows["emotion"]), np.asarray(rows["speaker"])
-    if len(set(speakers)) < 2 or len(set(emotions.tolist())) < model.config.num_labels:
+    num_speakers, num_emotions = len(set(speakers)), len(set(emotions.tolist()))
+    if num_speakers < 2 or num_emotions < model.config.num_labels:
         logger.warning(
             "the %s clips have %d speaker(s) and %d of %d emotions; the emotion head is not refit",
-            " + ".join(parts), len(set(speakers)), len(set(emotions.tolist())), model.config.num_labels,
+            " + ".join(parts), num_speakers, num_emotions, model.config.num_labels,
         )  # fmt: skip
         return None
     features = head_inputs(model.emotion_features, model, rows, collator, batch_size)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -28,7 +30,7 @@ from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.data.splits import fold_split
 from gmp_tl_hf.fold_data import load_data, prepare_splits
-from gmp_tl_hf.model_setup import EMOTION_REFIT_CS, gender_head_inputs, gender_rows
+from gmp_tl_hf.model_setup import EMOTION_REFIT_CS, gender_head_inputs, gender_rows, refit_emotion_head
 from gmp_tl_hf.recipes.finetune import run_finetune
 from gmp_tl_hf.records import RecordMismatch
 
@@ -534,6 +536,25 @@ def test_gender_rows_are_the_gender_head_inputs_rows_in_their_order(corpus_dir):
         alone = collator([ordered[index]])
         expected = model.gender_features(alone["input_values"], alone.get("attention_mask"))[0]
         torch.testing.assert_close(torch.as_tensor(features[index]), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_emotion_refit_refuses_too_few_speakers_or_classes_and_leaves_the_head(corpus_dir, caplog):
+    """C is chosen by a speaker-grouped cross-validation: with one speaker, or a class missing, there is no
+    honest choice, so the trained head stays, with a warning naming why."""
+    rows = prepare_splits(DataArguments(**{**TINY_DATA, "data_dir": corpus_dir}))["train"]
+    model = tiny_model(emotion_head="am_softmax").eval()
+    collator = SERCollator(default_feature_extractor(), model.config)
+    head = {name: value.clone() for name, value in model.classifier.state_dict().items()}
+    one_speaker = rows.filter(lambda speaker: speaker == rows[0]["speaker"], input_columns="speaker")
+    one_class = rows.filter(lambda emotion: emotion != 0, input_columns="emotion")
+    cases = ((one_speaker, r"1 speaker\(s\) and \d of 4"), (one_class, r"\d speaker\(s\) and 3 of 4"))
+    for part, why in cases:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING):
+            assert refit_emotion_head(model, {"train": part}, collator) is None
+        assert re.search(f"the train clips have {why} emotions; the emotion head is not refit", caplog.text)
+    assert model.config.emotion_head == "am_softmax"
+    assert all(torch.equal(value, head[name]) for name, value in model.classifier.state_dict().items())
 
 
 def test_the_probes_regression_is_the_baselines_and_reproducible_with_pca():
