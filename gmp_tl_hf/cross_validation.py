@@ -153,6 +153,9 @@ def run_fold(steps: list[tuple], fold: int, overwrite: bool) -> dict[str, Any]:
         results[step] = run_finetune(step, *arguments, overwrite=overwrite)
         test = results[step].get("test", {})
         scores = f"test WAR {100 * test['war']:.1f} UAR {100 * test['uar']:.1f}" if test else "no test fold"
+        before = (results[step].get("emotion_head_refit") or {}).get("test_before_refit")
+        if before is not None:
+            scores += f" (trained head: UAR {100 * before['uar']:.1f})"
         if test.get("gender_accuracy") is not None:
             scores += f" gender {100 * test['gender_accuracy']:.1f}"
         logger.info("fold %d %s: %s, %.0f s (%s)", fold, step, scores, time.perf_counter() - start, step_dir)

@@ -30,7 +30,13 @@ from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.collator import SERCollator
 from gmp_tl_hf.data.splits import fold_split
 from gmp_tl_hf.fold_data import load_data, prepare_splits
-from gmp_tl_hf.model_setup import EMOTION_REFIT_CS, gender_head_inputs, gender_rows, refit_emotion_head
+from gmp_tl_hf.model_setup import (
+    EMOTION_REFIT_CS,
+    gender_head_inputs,
+    gender_rows,
+    load_gmp_model,
+    refit_emotion_head,
+)
 from gmp_tl_hf.recipes.finetune import run_finetune
 from gmp_tl_hf.records import RecordMismatch
 
@@ -251,6 +257,14 @@ def test_the_emotion_refit_makes_each_stages_head_the_regression_and_the_answers
         assert fit["cross_validation_uar"][str(fit["c"])] == max(fit["cross_validation_uar"].values())
         assert fit["replaced_head"] == ("am_softmax" if stage == "stage2" else "linear")
         assert "validation" not in results and 0 <= results["test"]["uar"] <= 1
+        # the trained head's test answer, recorded before the refit replaced it: the best checkpoint's
+        trained = load_gmp_model(results["best_checkpoint"]).eval()
+        test_rows = list(splits["test"].select_columns(["audio", "emotion", "gender"]))
+        test_batch = SERCollator(default_feature_extractor(), trained.config)(test_rows)
+        with torch.no_grad():
+            trained_logits = trained(test_batch["input_values"], attention_mask=test_batch["attention_mask"]).logits
+        before = balanced_accuracy_score(test_batch["labels"], trained_logits.argmax(-1))
+        assert fit["test_before_refit"]["uar"] == pytest.approx(before)
         classify = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
         assert classify.model.config.emotion_head == "linear" and classify.model.config.pooling == "statistics"
         rows = [row for name in fit["splits"] for row in splits[name].select_columns(["audio", "emotion", "gender"])]

@@ -201,7 +201,14 @@ def run_finetune(
         # (only what no refit saw: no emotion scores once the emotion head is fitted on it) and test
         refit_parts = {name: splits[name] for name in ("train", "validation") if name in splits}
         gender_fit = refit_gender_head(model, refit_parts, collator) if model_args.refit_gender_head else None
+        trained_head = None  # what the trained emotion head answers on the test fold, for the record only
+        if model_args.refit_emotion_head and "test" in splits:
+            prediction = trainer.predict(splits["test"], metric_key_prefix="test")
+            scores = ser_metrics(prediction.label_ids[0], np.argmax(prediction.predictions[0], axis=-1), label_names)
+            trained_head = {"war": scores["war"], "uar": scores["uar"]}
         emotion_fit = refit_emotion_head(model, refit_parts, collator) if model_args.refit_emotion_head else None
+        if emotion_fit is not None and trained_head is not None:
+            emotion_fit["test_before_refit"] = trained_head
         results: dict[str, Any] = {
             "stage": stage,
             "fold": data_args.fold,
