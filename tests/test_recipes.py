@@ -24,7 +24,7 @@ from sklearn.metrics import balanced_accuracy_score
 from transformers import Trainer, TrainingArguments, pipeline
 
 from gmp_tl_hf import default_feature_extractor
-from gmp_tl_hf.arguments import ConfigError, DataArguments, ModelArguments, parse_args
+from gmp_tl_hf.arguments import ConfigError, DataArguments, ModelArguments, PretrainArguments, parse_args
 from gmp_tl_hf.baseline import baseline_scores, regression
 from gmp_tl_hf.cross_validation import apply_overrides, run_cv
 from gmp_tl_hf.data.collator import SERCollator
@@ -714,6 +714,19 @@ def test_the_study_runs_every_kind_of_arm_and_counts_wins(corpus_dir, tmp_path, 
     shutil.rmtree(tmp_path / "study" / "pretrain")
     again = study.main([*from_pretrained, "--archived_only"])
     assert again["arms"] == pretrained["arms"] and not (tmp_path / "study" / "pretrain" / "pt_tiny").exists()
+    # an archive written before an encoder option existed: the missing setting counts as its default
+    archived_path = tmp_path / "archive" / "from-pt_tiny" / "plain-epochs" / "seed7" / "fold0.json"
+    older = json.loads(archived_path.read_text())
+    encoder_settings = older["settings"]["config"]["model"]["model_name_or_path"]["settings"]["PretrainArguments"]
+    assert encoder_settings.pop("mask_prob") == PretrainArguments(encoder_preset="tiny").mask_prob
+    archived_path.write_text(json.dumps(older))
+    assert study.main([*from_pretrained, "--archived_only"])["arms"] == pretrained["arms"]
+    encoder_settings["mask_prob"] = 0.5  # made with another value: refused, naming it
+    archived_path.write_text(json.dumps(older))
+    with pytest.raises(RecordMismatch, match=r"PretrainArguments\.mask_prob: 0\.5 -> 0\.8"):
+        study.main([*from_pretrained, "--archived_only"])
+    encoder_settings["mask_prob"] = PretrainArguments(encoder_preset="tiny").mask_prob
+    archived_path.write_text(json.dumps(older))
     assert "encoder_preset" not in entry["settings"]["config"]["model"]
     # task-adaptive: one encoder per fold, pre-trained on that fold's training audio only (no test speaker)
     (tmp_path / "pt_adaptive.yaml").write_text(yaml.safe_dump({**pretraining, "audio": "training_folds"}))

@@ -255,11 +255,12 @@ def parse_pretrain_args(argv: list[str] | None = None) -> tuple:
 
 
 def expected_record(argv: list[str]) -> dict[str, Any]:
-    """The record (settings and inputs) that ``gmp-tl pretrain ARGV`` writes, without training."""
+    """The record (settings and inputs) that ``gmp-tl pretrain ARGV`` writes, without training, and the
+    ``defaults`` that stand for settings an older copy of it lacks (:func:`..records.differences`)."""
     args, data_args, training_args, _ = parse_pretrain_args(argv)
     rows = pretraining_rows(data_args, args.audio)
     settings, inputs = step_record(args, data_args, training_args, rows)
-    return {"settings": settings, "inputs": inputs}
+    return {"settings": settings, "inputs": inputs, "defaults": settings_defaults(args, data_args, training_args)}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

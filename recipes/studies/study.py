@@ -127,17 +127,20 @@ def run_mfcc(config: dict, output_dir: Path) -> dict:
     return summary
 
 
-def archived_settings(config: dict, chain: str, corpus: str, encoder: dict | None = None) -> dict:
+def archived_settings(config: dict, chain: str, corpus: str, encoder: dict | None = None) -> tuple[dict, dict]:
     """What an archived fold is compared on: the arm's config and chain, with the corpus named instead of
-    the machine's path to it, and a pre-trained ``encoder`` by its record (settings and inputs)."""
+    the machine's path to it, and a pre-trained ``encoder`` by its record (settings and inputs); and the
+    defaults that stand for encoder settings an older archive lacks (an option added since)."""
     settings = json.loads(json.dumps(config))
     settings["data"]["data_dir"] = corpus
+    defaults: dict = {}
     if encoder is not None:
         encoder = json.loads(json.dumps(encoder))
+        defaults = {"config": {"model": {"model_name_or_path": {"settings": encoder.pop("defaults")}}}}
         corpus_of_encoder = encoder["settings"]["DataArguments"]
         corpus_of_encoder["data_dir"] = corpus_of_encoder["dataset"]  # the corpus, not this machine's path to it
         settings["model"]["model_name_or_path"] = encoder
-    return {"chain": chain, "config": settings}
+    return {"chain": chain, "config": settings}, defaults
 
 
 def pretrained_encoder(
@@ -187,12 +190,12 @@ def encoder_groups(
         yield group, group_root, {**base, "model": {**model, "model_name_or_path": str(directory.resolve())}}, encoder
 
 
-def archived_fold(path: Path, settings: dict) -> dict | None:
+def archived_fold(path: Path, settings: dict, defaults: dict | None = None) -> dict | None:
     """The archived one-fold summary at ``path`` if it was made with ``settings``; None if absent."""
     if not path.is_file():
         return None
     entry = json.loads(path.read_text())
-    changed = differences(entry["settings"], settings)
+    changed = differences(entry["settings"], settings, defaults)
     if changed:
         raise RecordMismatch(
             f"{path} was made with other settings ({', '.join(changed[:6])}); delete it to recompute, "
@@ -235,11 +238,11 @@ def run_arm(
 ) -> list[dict]:
     """The one-fold summaries of ``folds`` of one arm and seed, each taken from the archive when it is there
     (and otherwise trained, or with ``train=False`` a missing one is an error)."""
-    settings = archived_settings(config, chain, corpus, encoder)
+    settings, defaults = archived_settings(config, chain, corpus, encoder)
     summaries = []
     for fold in folds:
         path = archive / f"fold{fold}.json"
-        summary = archived_fold(path, settings)
+        summary = archived_fold(path, settings, defaults)
         if summary is None:
             if not train:
                 raise FileNotFoundError(f"{path}: not archived")
