@@ -102,6 +102,12 @@ def step_settings(
     return settings
 
 
+def predict_split(trainer: SERTrainer, rows: Any, name: str, label_names: list[str]) -> tuple[Any, dict[str, Any]]:
+    """The trainer's (emotion, gender) predictions on ``rows`` and the emotion scores they give."""
+    prediction = trainer.predict(rows, metric_key_prefix=name)
+    return prediction, ser_metrics(prediction.label_ids[0], np.argmax(prediction.predictions[0], axis=-1), label_names)
+
+
 def base_model_id(model_name_or_path: str) -> str | None:
     """The Hub id a chain of run folders started from, or None when it started from a local or random
     encoder (a model card's ``base_model`` must name a Hub model, never a local path)."""
@@ -203,8 +209,7 @@ def run_finetune(
         gender_fit = refit_gender_head(model, refit_parts, collator) if model_args.refit_gender_head else None
         trained_head = None  # what the trained emotion head answers on the test fold, for the record only
         if model_args.refit_emotion_head and "test" in splits:
-            prediction = trainer.predict(splits["test"], metric_key_prefix="test")
-            scores = ser_metrics(prediction.label_ids[0], np.argmax(prediction.predictions[0], axis=-1), label_names)
+            _, scores = predict_split(trainer, splits["test"], "test", label_names)
             trained_head = {"war": scores["war"], "uar": scores["uar"]}
         emotion_fit = refit_emotion_head(model, refit_parts, collator) if model_args.refit_emotion_head else None
         if emotion_fit is not None and trained_head is not None:
@@ -224,9 +229,7 @@ def run_finetune(
         }
         for name in ("validation", "test"):
             if name in splits and (emotion_fit is None or name not in emotion_fit["splits"]):
-                prediction = trainer.predict(splits[name], metric_key_prefix=name)
-                logits, labels = prediction.predictions[0], prediction.label_ids[0]  # (emotion, gender) pairs
-                results[name] = ser_metrics(labels, np.argmax(logits, axis=-1), label_names)
+                prediction, results[name] = predict_split(trainer, splits[name], name, label_names)
                 held_out = gender_fit is None or name not in gender_fit["splits"]
                 results[name]["gender_accuracy"] = (
                     gender_accuracy(prediction.label_ids[1], prediction.predictions[1]) if held_out else None

@@ -134,15 +134,16 @@ def make_targets(
 
 def step_record(
     args: PretrainArguments, data_args: DataArguments, training_args: TrainingArguments, rows: Dataset
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The settings and inputs a pre-training run's record holds (what a rerun is compared on); known
-    before any training, so a study can name an encoder it has not (re)made on this machine."""
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """The settings and inputs a pre-training run's record holds (what a rerun is compared on), and the
+    defaults that stand for settings an older record lacks; known before any training, so a study can name
+    an encoder it has not (re)made on this machine."""
     paths = ("model_name_or_path", "target_model")  # compared by content, through the inputs
     settings = {"stage": "pretrain", **resolved_settings(args, data_args, training_args, drop=paths)}
     inputs = {"data": fingerprint_rows({"audio": rows}), "source": encoder_source(args, training_args.seed)}
     if args.target_model:
         inputs["target_model"] = fingerprint_source(args.target_model)
-    return settings, inputs
+    return settings, inputs, settings_defaults(args, data_args, training_args)
 
 
 def run_pretrain(
@@ -158,8 +159,7 @@ def run_pretrain(
 
         # Data: the clips to pre-train on; the record refuses or reuses before any work
         rows = pretraining_rows(data_args, args.audio)
-        settings, inputs = step_record(args, data_args, training_args, rows)
-        defaults = settings_defaults(args, data_args, training_args)
+        settings, inputs, defaults = step_record(args, data_args, training_args, rows)
         open_step(output_dir, "pretrain", settings, inputs, overwrite, state.is_main_process, defaults)
         state.wait_for_everyone()
         if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
@@ -259,8 +259,8 @@ def expected_record(argv: list[str]) -> dict[str, Any]:
     ``defaults`` that stand for settings an older copy of it lacks (:func:`..records.differences`)."""
     args, data_args, training_args, _ = parse_pretrain_args(argv)
     rows = pretraining_rows(data_args, args.audio)
-    settings, inputs = step_record(args, data_args, training_args, rows)
-    return {"settings": settings, "inputs": inputs, "defaults": settings_defaults(args, data_args, training_args)}
+    settings, inputs, defaults = step_record(args, data_args, training_args, rows)
+    return {"settings": settings, "inputs": inputs, "defaults": defaults}
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
