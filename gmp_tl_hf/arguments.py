@@ -22,7 +22,14 @@ from transformers import HfArgumentParser, TrainingArguments
 from .data.corpora._common import ON_ERROR
 from .gmp.kmeans import MultiScaleKMeans
 from .gmp.quantizer import GENDER_MODES
-from .models.configuration_hubert_gmp import EMOTION_HEADS, GENDER_INPUTS, GMP_CONFIGS, GMP_LOSS_FRAMES, POOLING_MODES
+from .models.configuration_hubert_gmp import (
+    EMOTION_HEADS,
+    EMOTION_INPUTS,
+    GENDER_INPUTS,
+    GMP_CONFIGS,
+    GMP_LOSS_FRAMES,
+    POOLING_MODES,
+)
 
 VALIDATION_MODES = ("speakers", "random", "none")
 HEAD_INITS = ("from_stage1", "fresh")
@@ -107,6 +114,13 @@ class ModelArguments:
     pooling: str = field(
         default="mean", metadata={"help": "mean (ours), attentive, or statistics (mean + std over frames)."}
     )
+    emotion_input: str = field(
+        default="projected",
+        metadata={
+            "help": "Frames the emotion pooling reads: projected (top layer or layer sum, projected) or all_layers "
+            "(every hidden state concatenated, unprojected; with pooling=statistics a linear probe's input); ours."
+        },
+    )
     emotion_head: str | None = field(default=None, metadata={"help": "linear or am_softmax (default: per stage)."})
     am_margin: float = field(default=0.2, metadata={"help": "AM-Softmax margin."})
     am_scale: float = field(default=30.0, metadata={"help": "AM-Softmax scale."})
@@ -153,6 +167,7 @@ class ModelArguments:
     def __post_init__(self):
         check_types(self)
         require(self, "pooling", self.pooling in POOLING_MODES, f"one of {POOLING_MODES}")
+        require(self, "emotion_input", self.emotion_input in EMOTION_INPUTS, f"one of {EMOTION_INPUTS}")
         require(self, "emotion_head", self.emotion_head in (None, *EMOTION_HEADS), f"one of {EMOTION_HEADS} or null")
         require(self, "gender_input", self.gender_input in GENDER_INPUTS, f"one of {GENDER_INPUTS}")
         require(self, "gmp_loss_frames", self.gmp_loss_frames in GMP_LOSS_FRAMES, f"one of {GMP_LOSS_FRAMES}")

@@ -71,7 +71,7 @@ def model_card(results: dict[str, Any], base_model: str | None, repo_id: str = "
                 f"| {gender} |"
             )
     stage = results["stage"]
-    details = f"emotion head {config.get('emotion_head', 'linear')}"
+    details = f"emotion head {config.get('emotion_head', 'linear')} on {emotion_head_input(config)}"
     if results.get("emotion_head_refit"):
         fit = results["emotion_head_refit"]
         trained = " (trained as AM-Softmax)" if fit["replaced_head"] == "am_softmax" else ""
@@ -107,6 +107,15 @@ def model_card(results: dict[str, Any], base_model: str | None, repo_id: str = "
             + " That is the paper's number, not a measurement of this checkpoint."
         ),
     )
+
+
+def emotion_head_input(config: dict[str, Any]) -> str:
+    """What the emotion head reads, in words, from a saved model's config."""
+    if config.get("emotion_input", "projected") == "all_layers":
+        frames = "every layer"
+    else:
+        frames = "the projected " + ("learned layer sum" if config.get("use_weighted_layer_sum") else "last layer")
+    return f"{config.get('pooling', 'mean')} pooling of {frames}"
 
 
 def write_model_card(

@@ -137,6 +137,7 @@ def build_model(
         "gender_labels": list(GENDERS),
         "gmp_cluster_sizes": gmp_classes,
         "pooling": model_args.pooling,
+        "emotion_input": model_args.emotion_input,
         "emotion_head": model_args.emotion_head or defaults["emotion_head"],
         "am_margin": model_args.am_margin,
         "am_scale": model_args.am_scale,

@@ -149,10 +149,11 @@ def test_a_split_missing_a_class_is_said_and_recorded():
         ("training:\n  learning_rate: fast\n", "learning_rate must be float, got 'fast'"),
         ("training:\n  num_train_epochs: 0\n", "num_train_epochs must be > 0 (or max_steps > 0), got 0"),
         ("model:\n  pooling: max\n", "pooling must be one of ('mean', 'attentive', 'statistics'), got 'max'"),
+        ("model:\n  emotion_input: last\n", "emotion_input must be one of ('projected', 'all_layers'), got 'last'"),
         ("gmp:\n  cluster_sizes: [1]\n", "cluster_sizes must be a non-empty list of K >= 2, got [1]"),
         ("data:\n  validation: everyone\n", "validation must be one of ('speakers', 'random', 'none')"),
     ],
-    ids=["unknown-key", "wrong-type", "impossible", "bad-choice", "bad-k", "bad-validation"],
+    ids=["unknown-key", "wrong-type", "impossible", "bad-choice", "bad-input-choice", "bad-k", "bad-validation"],
 )
 def test_a_bad_config_stops_at_start_in_one_line(tmp_path, capsys, emodb_dir, config, message):
     data = f"data:\n  dataset: emodb\n  data_dir: {emodb_dir}\n"

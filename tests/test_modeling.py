@@ -51,8 +51,9 @@ def test_no_frame_heads_gives_no_gmp_logits():
         {"pooling": "attentive", "emotion_head": "am_softmax"},
         {"use_weighted_layer_sum": True},
         {"pooling": "statistics", "gender_input": "embedding"},
+        {"pooling": "statistics", "emotion_input": "all_layers", "use_weighted_layer_sum": True},
     ],
-    ids=["group-norm", "layer-norm", "attentive-am", "weighted-layers", "statistics"],
+    ids=["group-norm", "layer-norm", "attentive-am", "weighted-layers", "statistics", "all-layers"],
 )
 def test_padding_does_not_change_outputs(overrides):
     model = tiny_model(**overrides)
@@ -91,9 +92,12 @@ def test_without_masked_group_norm_padding_would_leak():
 
 
 HEADS_X_POOLING = [
-    {"emotion_head": emotion_head, "pooling": pooling}
+    {"emotion_head": emotion_head, "pooling": pooling, "emotion_input": "projected"}
     for emotion_head in ("linear", "am_softmax")
     for pooling in ("mean", "attentive", "statistics")
+] + [
+    {"emotion_head": "linear", "pooling": "statistics", "emotion_input": "all_layers"},
+    {"emotion_head": "am_softmax", "pooling": "attentive", "emotion_input": "all_layers"},
 ]
 
 
@@ -102,7 +106,10 @@ def confident_model(**overrides) -> HubertForGMPEmotion:
     the case where averaging per-frame probabilities and pooling-then-classifying part ways."""
     model = tiny_model(**overrides)
     with torch.no_grad():
-        model.projector.weight.mul_(30)
+        if model.config.emotion_input == "projected":
+            model.projector.weight.mul_(30)
+        else:  # the layers themselves are layer-normed: a larger head instead
+            model.classifier.weight.mul_(30)
         if model.config.emotion_head == "linear":
             model.classifier.weight.mul_(30)
         if model.config.pooling == "attentive":
@@ -110,7 +117,9 @@ def confident_model(**overrides) -> HubertForGMPEmotion:
     return model
 
 
-@pytest.mark.parametrize("overrides", HEADS_X_POOLING, ids=lambda o: f"{o['emotion_head']}-{o['pooling']}")
+@pytest.mark.parametrize(
+    "overrides", HEADS_X_POOLING, ids=lambda o: f"{o['emotion_head']}-{o['pooling']}-{o['emotion_input']}"
+)
 def test_a_window_spanning_the_clip_gives_the_utterance_answer(overrides):
     model = confident_model(**overrides)
     values, mask = padded_batch([16000, 11000], seed=3)
@@ -123,8 +132,11 @@ def test_a_window_spanning_the_clip_gives_the_utterance_answer(overrides):
         assert (frame_average[0, :frames].mean(0).max() - whole.logits.softmax(-1)[0].max()).abs() > 0.05
     windows = model(values, attention_mask=mask, window_frames=10, output_hidden_states=True)
     # each window is the utterance path (pooling + head) over its frames of the whole-clip encoding
-    projected = model.projector(windows.hidden_states[-1][:1, :10])
-    first = model.classifier(model.pooler(projected, torch.ones(1, 10, dtype=torch.bool)))
+    if model.config.emotion_input == "projected":
+        frames = model.projector(windows.hidden_states[-1][:1, :10])
+    else:
+        frames = torch.cat([layer[:1, :10] for layer in windows.hidden_states], dim=-1)
+    first = model.classifier(model.pooler(frames, torch.ones(1, 10, dtype=torch.bool)))
     torch.testing.assert_close(windows.window_logits[0, 0], first[0], atol=1e-4, rtol=0)
     assert windows.window_mask[1].sum() == -(-int(model.num_frames(11000)) // 10)
 
@@ -479,15 +491,24 @@ def test_spectral_gender_weights_start_at_zero_and_are_never_trained(tmp_path):
     assert not spectral.spectral_gender_weight.any()
 
 
-@pytest.mark.parametrize("emotion_head", ["linear", "am_softmax"])
-def test_the_emotion_refit_weights_make_a_linear_head_on_the_pooled_statistics(emotion_head, tmp_path):
+@pytest.mark.parametrize(
+    ("emotion_head", "emotion_input"), [("linear", "projected"), ("am_softmax", "projected"), ("linear", "all_layers")]
+)
+def test_the_emotion_refit_weights_make_a_linear_head_on_the_pooled_statistics(emotion_head, emotion_input, tmp_path):
     """The emotion refit's target: a linear head on :meth:`emotion_features` (mean and std of the projected
-    frames, padding ignored); an AM-Softmax head becomes linear, and stays so when saved and loaded."""
-    model = tiny_model(pooling="statistics", emotion_head=emotion_head)
-    width = 2 * model.config.classifier_proj_size
+    frames, or of every layer: ``emotion_input``; padding ignored); an AM-Softmax head becomes linear, and stays
+    so when saved and loaded."""
+    model = tiny_model(pooling="statistics", emotion_head=emotion_head, emotion_input=emotion_input)
+    config = model.config
+    layers = config.num_hidden_layers + 1
+    width = 2 * (config.classifier_proj_size if emotion_input == "projected" else layers * config.hidden_size)
     padded, mask = padded_batch([24000, 9000], seed=4)
     features = model.emotion_features(padded, mask)
     assert features.shape == (2, width) and model.embedding_size == width
+    if emotion_input == "all_layers":  # each layer's mean and standard deviation, as a linear probe reads them
+        frames = torch.cat(model(padded[:1], output_hidden_states=True).hidden_states, dim=-1)[0]
+        probe = torch.cat([frames.mean(dim=0), frames.std(dim=0, correction=0)])
+        torch.testing.assert_close(features[0], probe, atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(model.emotion_features(padded[1:, :9000])[0], features[1], atol=1e-5, rtol=1e-5)
     weight, bias = torch.randn(model.config.num_labels, width), torch.randn(model.config.num_labels)
     model.set_emotion_head(weight, bias)

@@ -27,7 +27,7 @@ for module in ("onnx", "onnxscript", "onnxruntime"):
     params=[
         {"pooling": "mean"},
         {"pooling": "attentive", "emotion_head": "am_softmax"},
-        {"pooling": "statistics"},
+        {"pooling": "statistics", "emotion_input": "all_layers"},
         {"family": "wavlm"},
         {"gender_input": "statistics", "gender_spectral_features": True},
     ],

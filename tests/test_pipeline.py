@@ -226,16 +226,19 @@ def test_fresh_process_without_the_package(checkpoint, tmp_path):
 LOCAL_ENCODER = {"num_hidden_layers": 1, "feat_extract_norm": "layer", "conv_bias": True}
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attentive", "statistics"])
+@pytest.mark.parametrize(
+    ("pooling", "emotion_input"),
+    [("mean", "projected"), ("attentive", "projected"), ("statistics", "projected"), ("statistics", "all_layers")],
+)
 @pytest.mark.parametrize(
     ("gender_input", "spectral"), [("statistics", False), ("embedding", False), ("statistics", True)]
 )
-def test_chunked_long_recording_stitches_the_exact_frames(tmp_path, pooling, gender_input, spectral):
+def test_chunked_long_recording_stitches_the_exact_frames(tmp_path, pooling, emotion_input, gender_input, spectral):
     """With an encoder whose frames see only nearby audio (attention output zeroed, no GroupNorm over
     time), frames encoded in chunks with context are the recording's own frames: the chunked answer,
     gender and timeline equal the whole-recording ones."""
-    model = tiny_model(seed=5, pooling=pooling, gender_input=gender_input, gender_spectral_features=spectral,
-                       gender_head_trained=True, **LOCAL_ENCODER)  # fmt: skip
+    model = tiny_model(seed=5, pooling=pooling, emotion_input=emotion_input, gender_input=gender_input,
+                       gender_spectral_features=spectral, gender_head_trained=True, **LOCAL_ENCODER)  # fmt: skip
     with torch.no_grad():
         for layer in model.hubert.encoder.layers:
             layer.attention.out_proj.weight.zero_()

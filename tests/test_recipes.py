@@ -239,13 +239,17 @@ def test_recipe_models_answer_consistently(corpus_dir, tmp_path, pooling, family
         assert results["validation"]["gender_accuracy"] is None and results["test"]["gender_accuracy"] is not None
 
 
-def test_the_emotion_refit_makes_each_stages_head_the_regression_and_the_answers_agree(corpus_dir, tmp_path):
+@pytest.mark.parametrize("emotion_input", ["projected", "all_layers"])
+def test_the_emotion_refit_makes_each_stages_head_the_regression_and_the_answers_agree(
+    corpus_dir, tmp_path, emotion_input
+):
     """With statistics pooling and ``refit_emotion_head``, every stage ends with the emotion head the logistic
-    regression fitted on its final encoder (stage 2's AM-Softmax head becomes linear): the saved model answers
-    the refit clips as the regression did, a whole-clip timeline window repeats the utterance answer, the
-    validation clips (seen by the refit) get no emotion score, and the model card says so."""
+    regression fitted on its final encoder (stage 2's AM-Softmax head becomes linear), whichever frames the
+    pooling reads: the saved model answers the refit clips as the regression did, a whole-clip timeline window
+    repeats the utterance answer, the validation clips (seen by the refit) get no emotion score, and the model
+    card says so."""
     config = tiny_config(corpus_dir)
-    config["model"].update(pooling="statistics", refit_emotion_head=True)
+    config["model"].update(pooling="statistics", refit_emotion_head=True, emotion_input=emotion_input)
     run_cv(config, tmp_path / "cv", "gmp-tl", folds=[0])
     splits = prepare_splits(DataArguments(**config["data"]))
     clip = str(sorted(Path(corpus_dir).rglob("*.wav"))[0])
@@ -267,6 +271,7 @@ def test_the_emotion_refit_makes_each_stages_head_the_regression_and_the_answers
         assert fit["test_before_refit"]["uar"] == pytest.approx(before)
         classify = pipeline("audio-classification", model=str(folder), trust_remote_code=True)
         assert classify.model.config.emotion_head == "linear" and classify.model.config.pooling == "statistics"
+        assert classify.model.config.emotion_input == emotion_input
         rows = [row for name in fit["splits"] for row in splits[name].select_columns(["audio", "emotion", "gender"])]
         assert fit["clips"] == len(rows)
         batch = SERCollator(classify.feature_extractor, classify.model.config)(rows)
@@ -277,7 +282,10 @@ def test_the_emotion_refit_makes_each_stages_head_the_regression_and_the_answers
         (window,) = result["timeline"]
         assert window["label"] == result["emotion"][0]["label"]
         assert all(abs(window["scores"][item["label"]] - item["score"]) < 1e-4 for item in result["emotion"])
-        assert "refit by logistic regression on the final encoder" in (folder / "README.md").read_text()
+        card = (folder / "README.md").read_text()
+        assert "refit by logistic regression on the final encoder" in card
+        frames = "every layer" if emotion_input == "all_layers" else "the projected last layer"
+        assert f"statistics pooling of {frames}" in card
 
 
 def test_cv_run_interrupted_mid_training_resumes_from_the_checkpoint(corpus_dir, tmp_path, monkeypatch):

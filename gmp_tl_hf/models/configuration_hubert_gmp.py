@@ -12,6 +12,7 @@ from typing import ClassVar
 from transformers import HubertConfig, Wav2Vec2Config, WavLMConfig
 
 POOLING_MODES = ("mean", "attentive", "statistics")
+EMOTION_INPUTS = ("projected", "all_layers")
 EMOTION_HEADS = ("linear", "am_softmax")
 GMP_LOSS_FRAMES = ("all", "masked")
 GENDER_INPUTS = ("embedding", "statistics")
@@ -55,6 +56,13 @@ class GMPConfigMixin:
             How frames become an utterance embedding: `"mean"` (mean over valid frames; ours),
             `"attentive"` (softmax-weighted mean with a learned score per frame) or `"statistics"` (mean and
             standard deviation over valid frames, x-vector style: an embedding twice as wide).
+        emotion_input (`str`, *optional*, defaults to `"projected"`):
+            The frames the emotion pooling reads: `"projected"` (the last layer, or the learned weighted sum of
+            all layers with ``use_weighted_layer_sum``, projected to ``classifier_proj_size``) or
+            `"all_layers"` (every hidden state, the transformer's input and each layer's output,
+            concatenated per frame without projection, ours: with ``pooling="statistics"`` the head reads
+            each layer's mean and standard deviation, as a linear probe of the encoder does; the embedding
+            is ``(num_hidden_layers + 1) * hidden_size`` wide, twice that with statistics).
         emotion_head (`str`, *optional*, defaults to `"linear"`):
             `"linear"` (softmax classifier) or `"am_softmax"` (additive-margin softmax, stage 2).
         am_margin (`float`, *optional*, defaults to 0.2):
@@ -115,6 +123,7 @@ class GMPConfigMixin:
         gender_labels: Sequence[str] = ("female", "male"),
         gmp_cluster_sizes: Sequence[int] = (50, 100, 500),
         pooling: str = "mean",
+        emotion_input: str = "projected",
         emotion_head: str = "linear",
         am_margin: float = 0.2,
         am_scale: float = 30.0,
@@ -132,6 +141,7 @@ class GMPConfigMixin:
         self.gender_labels = [str(label) for label in gender_labels]
         self.gmp_cluster_sizes = [int(size) for size in gmp_cluster_sizes]
         self.pooling = pooling
+        self.emotion_input = emotion_input
         self.emotion_head = emotion_head
         self.am_margin = float(am_margin)
         self.am_scale = float(am_scale)
@@ -150,6 +160,8 @@ class GMPConfigMixin:
     def _check_heads(self) -> None:
         if self.pooling not in POOLING_MODES:
             raise ValueError(f"pooling must be one of {POOLING_MODES}, got {self.pooling!r}")
+        if self.emotion_input not in EMOTION_INPUTS:
+            raise ValueError(f"emotion_input must be one of {EMOTION_INPUTS}, got {self.emotion_input!r}")
         if self.emotion_head not in EMOTION_HEADS:
             raise ValueError(f"emotion_head must be one of {EMOTION_HEADS}, got {self.emotion_head!r}")
         if self.gmp_loss_frames not in GMP_LOSS_FRAMES:

@@ -103,14 +103,15 @@ class GMPFrameOutput(ModelOutput):
     """What the utterance heads read, per encoder frame (see :meth:`HubertForGMPEmotion.encode_frames`).
 
     Args:
-        projected: Frames projected for pooling `(batch, frames, classifier_proj_size)`.
+        emotion_frames: The frames the emotion pooling reads `(batch, frames, model.emotion_frame_size)`:
+            projected top frames, or every layer concatenated (``config.emotion_input``).
         gender_frames: The frames whose statistics the gender head reads `(batch, frames, dim)`: those of
             ``config.gender_layer`` (``gender_input="statistics"``), then the spectral features
             (``gender_spectral_features``), concatenated; None when it reads neither.
         frame_mask: `(batch, frames)` boolean mask of valid frames.
     """
 
-    projected: torch.FloatTensor | None = None
+    emotion_frames: torch.FloatTensor | None = None
     gender_frames: torch.FloatTensor | None = None
     frame_mask: torch.BoolTensor | None = None
 
@@ -332,9 +333,10 @@ class GMPEmotionMixin:
     """Encoder + utterance emotion head + utterance gender head + one frame head per GMP scale, for any
     encoder family (HuBERT, WavLM, wav2vec 2.0; the family classes below add only their encoder).
 
-    Frames are projected to ``classifier_proj_size`` and pooled over valid frames into an utterance
-    embedding that feeds the emotion (linear or AM-Softmax) and gender heads; the GMP heads classify
-    every encoder frame (20 ms) into the pseudo-label classes of their scale.
+    Frames (the top layer or a learned sum of layers projected to ``classifier_proj_size``, or every layer
+    concatenated: ``emotion_input``) are pooled over valid frames into an utterance embedding that feeds the
+    emotion (linear or AM-Softmax) and gender heads; the GMP heads classify every encoder frame (20 ms) of the
+    top layer (or layer sum) into the pseudo-label classes of their scale.
     """
 
     ENCODER: ClassVar[type]  # the family's length-aware encoder model
@@ -356,9 +358,10 @@ class GMPEmotionMixin:
         setattr(self, self.base_model_prefix, self.ENCODER(config))  # hubert / wavlm / wav2vec2, as pre-trained
         if config.use_weighted_layer_sum:
             self.layer_weights = nn.Parameter(torch.ones(config.num_hidden_layers + 1) / (config.num_hidden_layers + 1))
-        self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
+        if config.emotion_input == "projected":
+            self.projector = nn.Linear(config.hidden_size, config.classifier_proj_size)
         if config.pooling == "attentive":
-            self.pooler = AttentivePooling(config.classifier_proj_size)
+            self.pooler = AttentivePooling(self.emotion_frame_size)
         else:
             self.pooler = StatisticsPooling() if config.pooling == "statistics" else MeanPooling()
         self.dropout = nn.Dropout(config.final_dropout)
@@ -403,9 +406,16 @@ class GMPEmotionMixin:
             param.requires_grad = False
 
     @property
+    def emotion_frame_size(self) -> int:
+        """Width of the frames the emotion pooling reads (``emotion_input``)."""
+        if self.config.emotion_input == "all_layers":
+            return (self.config.num_hidden_layers + 1) * self.config.hidden_size
+        return self.config.classifier_proj_size
+
+    @property
     def embedding_size(self) -> int:
         """Width of the pooled utterance embedding the emotion head reads."""
-        return self.config.classifier_proj_size * (2 if self.config.pooling == "statistics" else 1)
+        return self.emotion_frame_size * (2 if self.config.pooling == "statistics" else 1)
 
     @property
     def spectral_features(self) -> int:
@@ -474,10 +484,9 @@ class GMPEmotionMixin:
         )
 
         hidden = self._top_hidden(outputs)
-        projected = self.projector(hidden)
         gender_frames = self._gender_frames(outputs.hidden_states, input_values, frame_mask)
         logits, gender_inputs, gender_logits, window_logits, window_mask = self._utterance_heads(
-            projected, gender_frames, frame_mask, window_frames
+            self._emotion_frames(outputs, hidden), gender_frames, frame_mask, window_frames
         )
         gmp_logits = tuple(head(hidden) for head in self.gmp_heads)
 
@@ -497,7 +506,11 @@ class GMPEmotionMixin:
 
     @property
     def _needs_hidden_states(self) -> bool:
-        return self.config.use_weighted_layer_sum or self.config.gender_input == "statistics"
+        return (
+            self.config.use_weighted_layer_sum
+            or self.config.emotion_input == "all_layers"
+            or self.config.gender_input == "statistics"
+        )
 
     def encode_frames(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> GMPFrameOutput:
         """The frames the utterance heads read, without the heads: with :meth:`classify_frames` this is
@@ -509,21 +522,21 @@ class GMPEmotionMixin:
             input_values, attention_mask, sample_lengths, output_hidden_states=self._needs_hidden_states
         )
         return GMPFrameOutput(
-            projected=self.projector(self._top_hidden(outputs)),
+            emotion_frames=self._emotion_frames(outputs),
             gender_frames=self._gender_frames(outputs.hidden_states, input_values, frame_mask),
             frame_mask=frame_mask,
         )
 
     def classify_frames(
         self,
-        projected: torch.Tensor,
+        emotion_frames: torch.Tensor,
         frame_mask: torch.Tensor,
         gender_frames: torch.Tensor | None = None,
         window_frames: int | None = None,
     ) -> GMPEmotionOutput:
         """Emotion, gender (and window) logits from the frames :meth:`encode_frames` gives."""
         logits, _, gender_logits, window_logits, window_mask = self._utterance_heads(
-            projected, gender_frames, frame_mask, window_frames
+            emotion_frames, gender_frames, frame_mask, window_frames
         )
         return GMPEmotionOutput(
             logits=logits,
@@ -540,30 +553,30 @@ class GMPEmotionMixin:
         of equal-length clips: ``forward`` without padding, labels or checks, so that it traces (what
         ``gmp-tl export-onnx`` exports). A frame's logits are its one-frame window's."""
         outputs = self.encoder_model(input_values, output_hidden_states=self._needs_hidden_states, return_dict=True)
-        projected = self.projector(self._top_hidden(outputs))
-        frame_mask = torch.ones(projected.shape[:2], dtype=torch.bool, device=projected.device)
+        emotion_frames = self._emotion_frames(outputs)
+        frame_mask = torch.ones(emotion_frames.shape[:2], dtype=torch.bool, device=emotion_frames.device)
         gender_frames = self._gender_frames(outputs.hidden_states, input_values, frame_mask)
         logits, _, gender_logits, window_logits, _ = self._utterance_heads(
-            projected, gender_frames, frame_mask, window_frames
+            emotion_frames, gender_frames, frame_mask, window_frames
         )
-        frame_logits, _ = self._window_logits(projected, frame_mask, 1)
+        frame_logits, _ = self._window_logits(emotion_frames, frame_mask, 1)
         return logits, gender_logits, window_logits, frame_logits
 
-    def _utterance_heads(self, projected, gender_frames, frame_mask, window_frames):
+    def _utterance_heads(self, emotion_frames, gender_frames, frame_mask, window_frames):
         """Pooling and the emotion and gender heads; each window (if asked) goes the emotion path alone."""
-        embeddings = self.dropout(self.pooler(projected, frame_mask))
+        embeddings = self.dropout(self.pooler(emotion_frames, frame_mask))
         logits = self.classifier(embeddings)
         gender_inputs = self._gender_inputs(embeddings, gender_frames, frame_mask)
         gender_logits = self._gender_logits(gender_inputs)
         window_logits = window_mask = None
         if window_frames is not None:
-            window_logits, window_mask = self._window_logits(projected, frame_mask, window_frames)
+            window_logits, window_mask = self._window_logits(emotion_frames, frame_mask, window_frames)
         return logits, gender_inputs, gender_logits, window_logits, window_mask
 
-    def _window_logits(self, projected, frame_mask, window_frames):
+    def _window_logits(self, emotion_frames, frame_mask, window_frames):
         """Emotion logits of consecutive windows of ``window_frames`` frames, each pooled as a clip of its own,
         and the mask of windows with a valid frame."""
-        window_batch, window_frame_mask, window_mask = split_windows(projected, frame_mask, window_frames)
+        window_batch, window_frame_mask, window_mask = split_windows(emotion_frames, frame_mask, window_frames)
         window_logits = self.classifier(self.dropout(self.pooler(window_batch, window_frame_mask)))
         return window_logits.view(*window_mask.shape, -1).masked_fill(~window_mask[..., None], 0.0), window_mask
 
@@ -634,13 +647,20 @@ class GMPEmotionMixin:
     def emotion_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The emotion head's input (the pooled utterance embedding) for a batch, for the refit."""
         frames = self.encode_frames(input_values, attention_mask)
-        return self.dropout(self.pooler(frames.projected, frames.frame_mask))
+        return self.dropout(self.pooler(frames.emotion_frames, frames.frame_mask))
 
     def gender_features(self, input_values: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
         """The gender head's input for a batch (the recipes refit the head on them after training)."""
         frames = self.encode_frames(input_values, attention_mask)
-        heads = self._utterance_heads(frames.projected, frames.gender_frames, frames.frame_mask, None)
+        heads = self._utterance_heads(frames.emotion_frames, frames.gender_frames, frames.frame_mask, None)
         return heads[1]
+
+    def _emotion_frames(self, outputs: BaseModelOutput, top_hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """The frames the emotion pooling reads: the projected top frames (``top_hidden``, computed when not
+        given), or every hidden state concatenated (``emotion_input="all_layers"``)."""
+        if self.config.emotion_input == "all_layers":
+            return torch.cat(outputs.hidden_states, dim=-1)
+        return self.projector(self._top_hidden(outputs) if top_hidden is None else top_hidden)
 
     def _top_hidden(self, outputs: BaseModelOutput) -> torch.Tensor:
         """The frames the heads read: the last layer, or the learned weighted sum of all layers."""

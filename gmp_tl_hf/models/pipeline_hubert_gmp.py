@@ -189,7 +189,7 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         total_samples = input_values.shape[1]
         total_frames = int(model.num_frames(total_samples))
         chunk_frames = chunk_samples // hop
-        projected, gender_frames = [], []
+        emotion_frames, gender_frames = [], []
         starts = range(0, total_frames, chunk_frames)
         for first in logging.tqdm(starts, desc="chunks", unit="chunk", leave=False, disable=len(starts) < 4):
             last = min(first + chunk_frames, total_frames)  # frames [first, last) are this chunk's own
@@ -197,12 +197,12 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
             end = min(total_samples, (last - 1) * hop + receptive_field + context_samples)
             frames = model.encode_frames(input_values[:, begin:end])
             keep = slice(first - begin // hop, last - begin // hop)
-            projected.append(frames.projected[:, keep])
+            emotion_frames.append(frames.emotion_frames[:, keep])
             if frames.gender_frames is not None:
                 gender_frames.append(frames.gender_frames[:, keep])
         frame_mask = torch.ones(1, total_frames, dtype=torch.bool, device=input_values.device)
         gender = torch.cat(gender_frames, dim=1) if gender_frames else None
-        return model.classify_frames(torch.cat(projected, dim=1), frame_mask, gender, window_frames)
+        return model.classify_frames(torch.cat(emotion_frames, dim=1), frame_mask, gender, window_frames)
 
     def postprocess(
         self,
