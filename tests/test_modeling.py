@@ -395,10 +395,10 @@ def test_trainer_averages_the_loss_over_gradient_accumulation(tmp_path):
         tiny_model()(torch.randn(1, 8000), gender_label=torch.tensor([0]))  # typos are not swallowed
 
 
-def test_freeze_feature_encoder_and_gradient_checkpointing_train():
+def test_freeze_feature_encoder_and_activation_checkpointing_train():
     model = tiny_model().train()
     model.freeze_feature_encoder()
-    model.gradient_checkpointing_enable()
+    model.activation_checkpointing_enable()  # transformers 5 name (gradient_checkpointing_enable is deprecated)
     values, mask = padded_batch([16000, 12000])
     out = model(values, attention_mask=mask, labels=torch.tensor([0, 1]))
     out.loss.backward()
