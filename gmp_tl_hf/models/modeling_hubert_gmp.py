@@ -663,7 +663,8 @@ class GMPEmotionMixin:
         return self.projector(self._top_hidden(outputs) if top_hidden is None else top_hidden)
 
     def _top_hidden(self, outputs: BaseModelOutput) -> torch.Tensor:
-        """The frames the heads read: the last layer, or the learned weighted sum of all layers."""
+        """The frames the GMP heads (and a projected emotion input) read: the last layer, or the learned weighted
+        sum of all layers."""
         if not self.config.use_weighted_layer_sum:
             return outputs.last_hidden_state
         weights = self.layer_weights.softmax(dim=-1).view(1, -1, 1, 1)
