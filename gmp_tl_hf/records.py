@@ -29,6 +29,8 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+from accelerate import PartialState
+
 logger = logging.getLogger(__name__)
 
 RECORD_NAME = "record.json"
@@ -220,6 +222,29 @@ def open_step(
         {"step": step, "status": "running", "settings": settings, "inputs": inputs, "code": code_version()},
     )
     return False
+
+
+def claim_step(
+    state: PartialState,
+    step_dir: str | Path,
+    step: str,
+    settings: dict,
+    inputs: dict,
+    overwrite: bool = False,
+    defaults: dict | None = None,
+) -> bool:
+    """:func:`open_step` for every process of a run; True when the step is already complete.
+
+    Every rank checks the folder before any rank writes to it, so all refuse alike (none is left
+    waiting for one that stopped) and none reads the main process's record half made; then the main
+    process clears or writes the record and all wait for it.
+    """
+    open_step(step_dir, step, settings, inputs, overwrite, write=False, defaults=defaults)
+    state.wait_for_everyone()
+    if state.is_main_process:
+        open_step(step_dir, step, settings, inputs, overwrite, write=True, defaults=defaults)
+    state.wait_for_everyone()
+    return read_record(step_dir)["status"] == "complete"
 
 
 def close_step(step_dir: str | Path, output_files: Iterable[Path]) -> dict[str, Any]:

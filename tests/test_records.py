@@ -7,12 +7,15 @@ import os
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 import pytest
 import torch
 from conftest import tiny_model
 from safetensors.torch import save_file
 
+from gmp_tl_hf import records
 from gmp_tl_hf.arguments import ModelArguments, training_arguments
 from gmp_tl_hf.cli import main
 from gmp_tl_hf.model_setup import initialise_stage2_head
@@ -21,6 +24,7 @@ from gmp_tl_hf.records import (
     LOCK_NAME,
     RecordMismatch,
     checkpoint_problem,
+    claim_step,
     close_step,
     differences,
     newest_complete_checkpoint,
@@ -86,6 +90,60 @@ def test_a_step_folder_refuses_other_settings_and_unrecorded_content(tmp_path):
     (unrecorded / "model.safetensors").write_bytes(b"?")
     with pytest.raises(RecordMismatch, match=r"no record\.json"):
         open_step(unrecorded, "mtl", {}, {})
+
+
+class ThreadRank:
+    """A rank of a two-process run, played by a thread: the barrier stands for ``wait_for_everyone``."""
+
+    def __init__(self, index: int, barrier: threading.Barrier):
+        self.is_main_process, self.barrier = index == 0, barrier
+
+    def wait_for_everyone(self):
+        self.barrier.wait()
+
+
+def claim_on_two_ranks(step, settings) -> list:
+    """What ``claim_step`` returned (or raised) on each of two concurrent ranks."""
+    barrier = threading.Barrier(2, timeout=20)  # a rank left waiting breaks the barrier: the test fails
+    outcomes: list = [None, None]
+
+    def rank(index):
+        try:
+            outcomes[index] = claim_step(ThreadRank(index, barrier), step, "stage1", settings, {"data": "a"})
+        except Exception as error:  # the outcome, raised or returned, is what the test compares
+            outcomes[index] = error
+
+    threads = [threading.Thread(target=rank, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.1)  # rank 1 looks at the folder while rank 0 may be writing to it
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def test_every_rank_claims_a_step_alike_while_the_main_one_writes_slowly(tmp_path, monkeypatch):
+    """CI once saw rank 1 read the folder while rank 0 was writing ``record.json.tmp`` and refuse it as
+    unrecorded content: every rank now checks before any rank writes."""
+    write_json = records._write_json
+
+    def slow_write(path, value):  # the temporary file lingers, as on a busy disk
+        path.with_name(path.name + ".tmp").write_text("{")
+        time.sleep(0.5)
+        write_json(path, value)
+
+    monkeypatch.setattr(records, "_write_json", slow_write)
+    step = tmp_path / "stage1"
+    step.mkdir()
+    (step / "run.log").write_text("the main process's log, made first\n")
+    assert claim_on_two_ranks(step, {"lr": 1}) == [False, False]
+    assert read_record(step)["status"] == "running" and not list(step.glob("*.tmp"))
+    (step / "model.safetensors").write_bytes(b"weights")
+    close_step(step, [step / "model.safetensors"])
+    assert claim_on_two_ranks(step, {"lr": 1}) == [True, True]  # complete: both reuse it
+    refused = claim_on_two_ranks(step, {"lr": 2})  # other settings: both refuse, neither waits for the other
+    assert all(isinstance(outcome, RecordMismatch) and "settings.lr: 1 -> 2" in str(outcome) for outcome in refused)
+    assert (step / "model.safetensors").exists()
 
 
 def test_differences_name_every_changed_leaf():

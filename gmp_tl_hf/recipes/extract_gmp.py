@@ -27,11 +27,10 @@ from ..gmp.quantizer import GMPQuantizer
 from ..model_setup import load_feature_extractor, load_gmp_model
 from ..processes import process_state
 from ..records import (
+    claim_step,
     close_step,
     fingerprint_rows,
     fingerprint_source,
-    open_step,
-    read_record,
     resolved_settings,
     run_lock,
     settings_defaults,
@@ -66,11 +65,10 @@ def _run_extract(gmp_args: GMPArguments, data_args: DataArguments, state, output
     splits = prepare_splits(data_args)
     settings = extraction_settings(gmp_args, data_args)
     inputs = {"data": fingerprint_rows(splits), "source": fingerprint_source(gmp_args.model_name_or_path)}
-    # every rank refuses alike, before anything is written; the main one clears or writes the record
+    # every rank checks the folder before the main one clears it or writes the record
     defaults = settings_defaults(gmp_args, data_args)
-    open_step(output_dir, "extract", settings, inputs, gmp_args.overwrite, state.is_main_process, defaults)
-    state.wait_for_everyone()
-    if read_record(output_dir)["status"] == "complete" and (output_dir / "gmp.json").is_file():
+    complete = claim_step(state, output_dir, "extract", settings, inputs, gmp_args.overwrite, defaults)
+    if complete and (output_dir / "gmp.json").is_file():
         logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
         return json.loads((output_dir / "gmp.json").read_text())
     model = load_gmp_model(gmp_args.model_name_or_path).to(state.device).eval()

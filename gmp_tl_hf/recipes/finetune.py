@@ -46,10 +46,10 @@ from ..model_setup import (
 )
 from ..processes import check_processes_connected, process_state
 from ..records import (
+    claim_step,
     close_step,
     fingerprint_rows,
     fingerprint_source,
-    open_step,
     read_record,
     resolved_settings,
     run_lock,
@@ -148,11 +148,10 @@ def run_finetune(
         # Data: the fold's train / validation / test rows; the record refuses or reuses before any work
         splits = prepare_splits(data_args)
         inputs = step_inputs(stage, model_args, splits, training_args.seed)
-        # every rank refuses alike, before anything is written; the main one clears or writes the record
+        # every rank checks the folder before the main one clears it or writes the record
         defaults = settings_defaults(data_args, model_args, training_args)
-        open_step(output_dir, stage, settings, inputs, overwrite, state.is_main_process, defaults)
-        state.wait_for_everyone()
-        if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
+        complete = claim_step(state, output_dir, stage, settings, inputs, overwrite, defaults)
+        if complete and (output_dir / RESULTS_NAME).is_file():
             logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
             return json.loads((output_dir / RESULTS_NAME).read_text())
         quantizer = None

@@ -55,11 +55,10 @@ from ..models.modeling_hubert_gmp import GMP_MODELS, encoder_family
 from ..pretraining import MaskedPredictionModel, MaskedPredictionSettings
 from ..processes import check_processes_connected, process_state
 from ..records import (
+    claim_step,
     close_step,
     fingerprint_rows,
     fingerprint_source,
-    open_step,
-    read_record,
     resolved_settings,
     run_lock,
     settings_defaults,
@@ -160,9 +159,8 @@ def run_pretrain(
         # Data: the clips to pre-train on; the record refuses or reuses before any work
         rows = pretraining_rows(data_args, args.audio)
         settings, inputs, defaults = step_record(args, data_args, training_args, rows)
-        open_step(output_dir, "pretrain", settings, inputs, overwrite, state.is_main_process, defaults)
-        state.wait_for_everyone()
-        if read_record(output_dir)["status"] == "complete" and (output_dir / RESULTS_NAME).is_file():
+        complete = claim_step(state, output_dir, "pretrain", settings, inputs, overwrite, defaults)
+        if complete and (output_dir / RESULTS_NAME).is_file():
             logger.info("%s: complete with the same settings and inputs; reusing it", output_dir)
             return json.loads((output_dir / RESULTS_NAME).read_text())
 
