@@ -49,9 +49,9 @@ def _commands():
     }
 
 
-def setup_logging(log_file: str | Path | None = None) -> None:
+def setup_logging(log_file: str | Path | None = None) -> list[logging.Handler]:
     """A calm console (our progress lines at INFO, warnings, a few bars); everything, transformers' and
-    datasets' messages included, at DEBUG in ``log_file``."""
+    datasets' messages included, at DEBUG in ``log_file``. Returns the handlers, for :func:`main` to close."""
     console = logging.StreamHandler()
     console.setLevel(logging.INFO)
     console.addFilter(lambda record: record.levelno >= logging.WARNING or record.name.startswith("gmp_tl_hf"))
@@ -75,6 +75,7 @@ def setup_logging(log_file: str | Path | None = None) -> None:
         datasets_logger.removeHandler(handler)
     datasets.disable_progress_bars()  # internal bars: casting, flattening, filtering
     logging.getLogger("gmp_tl_hf").setLevel(logging.DEBUG if log_file else logging.INFO)
+    return handlers
 
 
 def output_dir_of(argv: list[str]) -> str | None:
@@ -111,7 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     output_dir = output_dir_of(argv)
     rank = os.environ.get("RANK", "0")  # torchrun / accelerate: one log file per process
     log_file = Path(output_dir) / ("run.log" if rank == "0" else f"run.rank{rank}.log") if output_dir else None
-    setup_logging(log_file)
+    handlers = setup_logging(log_file)
     try:
         commands[argv[0]](argv[1:])
     except (ConfigError, AudioError, RecordMismatch, RunLocked, FileNotFoundError, yaml.YAMLError) as error:
@@ -123,6 +124,10 @@ def main(argv: list[str] | None = None) -> None:
             raise
         message = f"the disk is full ({error}); free space and rerun the same command: it resumes"
         stop(f"gmp-tl {argv[0]}", error, message, debug)
+    finally:  # a later command in this process (a notebook, the tests) neither writes here nor to a closed stream
+        for handler in handlers:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
     if log_file is not None:
         print(f"full log: {log_file}")
 

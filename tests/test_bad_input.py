@@ -171,6 +171,11 @@ def test_a_data_folder_that_does_not_exist_stops_at_start(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["cv", "--config", str(tmp_path / "c.yaml"), "--output_dir", str(tmp_path / "run")])
     assert f"no EmoDB wav files in {tmp_path / 'nowhere'}" in capsys.readouterr().err
+    # the command's log handlers left with it: later log lines (a notebook's next command) stay out of run.log
+    logged = (tmp_path / "run" / "run.log").read_text()
+    assert "stopped" in logged  # the traceback, for --debug's readers
+    logging.getLogger("gmp_tl_hf").warning("after the command")
+    assert (tmp_path / "run" / "run.log").read_text() == logged
 
 
 def test_a_full_disk_is_one_line_that_says_the_run_resumes(monkeypatch, capsys):

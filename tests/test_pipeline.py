@@ -14,6 +14,7 @@ import soxr
 import torch
 from conftest import speechlike, tiny_model
 from transformers import pipeline
+from transformers.testing_utils import CaptureLogger
 
 from gmp_tl_hf import default_feature_extractor
 
@@ -277,6 +278,22 @@ def test_long_recordings_in_a_batch_are_chunked_one_by_one(classifier):
     timeline = classifier(long, chunk_length_s=2.0, return_timeline=True, timeline_window=7.0)["timeline"]
     assert len(timeline) == 1 and timeline[0]["end"] == pytest.approx(7.0, abs=0.03)
     assert timeline[0]["scores"] == pytest.approx(as_dict(alone[1]), abs=1e-4)  # the window spanning it all
+
+
+def test_a_recording_whose_frame_features_grow_large_is_warned_about(classifier, monkeypatch):
+    """The chunked path bounds the encoder's memory, not the frame features kept until pooling: past a
+    threshold (4 GiB; lowered here) one warning says how much and what to do; short clips stay silent."""
+    module = sys.modules[type(classifier).__module__]
+    monkeypatch.setattr(module, "FRAME_FEATURES_WARNING_BYTES", 1000)
+    with CaptureLogger(module.logger) as captured:
+        classifier(speechlike(1.0), chunk_length_s=2.0)  # one chunk: the unchunked path
+    assert captured.out == ""
+    with CaptureLogger(module.logger) as captured:
+        classifier(speechlike(7.0), chunk_length_s=2.0)
+    frames = classifier.model.num_frames(7 * 16000)
+    size = frames * classifier.model.emotion_frame_size * 4 / 1e9
+    assert captured.out.count("\n") == 1 and f"keeps {size:.1f} GB of frame features" in captured.out
+    assert "split it into shorter files" in captured.out
 
 
 def test_chunk_settings_are_checked(classifier):

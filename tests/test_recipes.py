@@ -7,9 +7,11 @@ import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,7 @@ from gmp_tl_hf.model_setup import (
     refit_emotion_head,
 )
 from gmp_tl_hf.recipes.finetune import run_finetune
-from gmp_tl_hf.records import RecordMismatch
+from gmp_tl_hf.records import LOCK_NAME, RecordMismatch, run_lock
 
 TINY_DATA = {
     "dataset": "synthetic",
@@ -469,6 +471,35 @@ def test_configs_label_paper_only_what_the_abstract_states():
                 assert key in stated, f"{path.name}:{number} labels {key!r} as the paper's"
                 if key in ("gender_loss_weight", "cluster_sizes", "model_name_or_path"):
                     assert "ours" in comment, f"{path.name}:{number}: the value itself is ours"
+
+
+def test_a_study_job_waits_for_the_encoder_another_job_is_pre_training(tmp_path, monkeypatch, caplog):
+    """Arms started as parallel jobs share one pre-trained encoder: the job that finds its folder locked by a
+    live process waits (one log line) and then runs, instead of stopping."""
+    sys.path.insert(0, str(REPO_ROOT / "recipes" / "studies"))
+    import study
+
+    folder = tmp_path / "pretrain" / "small"
+    folder.mkdir(parents=True)
+    other_job = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    lock = {"pid": other_job.pid, "host": socket.gethostname(), "started": "now"}
+    (folder / LOCK_NAME).write_text(json.dumps(lock))
+    ran = []
+
+    def pretrain_main(argv):
+        with run_lock(folder):
+            ran.append(argv)
+
+    monkeypatch.setattr(study.pretrain, "main", pretrain_main)
+    threading.Timer(0.5, (folder / LOCK_NAME).unlink).start()  # the other job finishes
+    try:
+        with caplog.at_level(logging.INFO, logger="gmp_tl_hf.study"):
+            study.pretrain_when_free(["--output_dir", str(folder)], poll_seconds=0.1)
+    finally:
+        other_job.kill()
+    assert ran == [["--output_dir", str(folder)]] and not (folder / LOCK_NAME).exists()
+    waits = [record.message for record in caplog.records if "waits for it" in record.message]
+    assert len(waits) == 1 and f"in use by process {other_job.pid}" in waits[0]
 
 
 def test_the_study_table_compares_each_ablation_with_the_same_model_of_gmp_tl(tmp_path):

@@ -23,6 +23,11 @@ from .audio_io import bad_inputs_error, decode_inputs, longest_first
 # crops of a few seconds, so 30 s chunks with 5 s of context lose little).
 DEFAULT_CHUNK_LENGTH_S = 30.0
 DEFAULT_STRIDE_LENGTH_S = 5.0
+# The chunked path keeps each frame's emotion features until the whole recording is pooled; past this much
+# it says so (ours: an hour of HuBERT-large frames reading every layer is ~18 GB, projected ones ~0.2 GB).
+FRAME_FEATURES_WARNING_BYTES = 4 * 2**30
+
+logger = logging.get_logger(__name__)
 
 
 class SpeechEmotionPipeline(AudioClassificationPipeline):
@@ -189,6 +194,14 @@ class SpeechEmotionPipeline(AudioClassificationPipeline):
         total_samples = input_values.shape[1]
         total_frames = int(model.num_frames(total_samples))
         chunk_frames = chunk_samples // hop
+        feature_bytes = total_frames * model.emotion_frame_size * model.dtype.itemsize
+        if feature_bytes > FRAME_FEATURES_WARNING_BYTES:
+            logger.warning(
+                "this %.0f-minute recording keeps %.1f GB of frame features until it is pooled (%d values per "
+                "frame, config.emotion_input=%r); if memory runs short, split it into shorter files",
+                total_samples / self.feature_extractor.sampling_rate / 60, feature_bytes / 1e9,
+                model.emotion_frame_size, config.emotion_input,
+            )  # fmt: skip
         emotion_frames, gender_frames = [], []
         starts = range(0, total_frames, chunk_frames)
         for first in logging.tqdm(starts, desc="chunks", unit="chunk", leave=False, disable=len(starts) < 4):

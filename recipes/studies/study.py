@@ -24,7 +24,8 @@ every neural arm starts from that encoder instead of the random one; results go 
 task-adaptive config (``audio: training_folds``, e.g. recipes/configs/pretrain_small_adaptive.yaml) pre-trains
 one encoder per fold instead, on that fold's training audio of the study's corpus (never its test speakers),
 under <output_dir>/pretrain/<config name>-<corpus>-<classes>-fold<k>; each fold's arms start from its own
-encoder. An encoder is pre-trained only when a fold that needs it is not archived yet.
+encoder. An encoder is pre-trained only when a fold that needs it is not archived yet. Arms run as separate
+jobs share the encoder: a job that finds another one pre-training it (its folder locked) waits and reuses it.
 
 With --set SECTION.KEY=VALUE (repeatable, as for ``gmp-tl cv``) the config is changed before anything runs,
 e.g. ``--set model.freeze_feature_encoder=true`` to fine-tune a pre-trained encoder with its conv layers fixed;
@@ -157,8 +158,23 @@ def pretrained_encoder(
     directory = output_dir / "pretrain" / name
     argv += ["--output_dir", str(directory)]
     if train:
-        pretrain.main(argv)
+        pretrain_when_free(argv)
     return directory, pretrain.expected_record(argv)
+
+
+def pretrain_when_free(argv: list[str], poll_seconds: float = 10.0) -> None:
+    """Pre-train (or reuse) an encoder, waiting while another job holds its folder: arms run as parallel jobs
+    share one encoder, and the job that comes second reuses what the first one makes (or finds made)."""
+    waiting = False
+    while True:
+        try:
+            pretrain.main(argv)
+            return
+        except RunLocked as locked:
+            if not waiting:
+                logger.info("%s; this job waits for it (checking every %g s)", locked, poll_seconds)
+                waiting = True
+            time.sleep(poll_seconds)
 
 
 def is_task_adaptive(config_path: Path) -> bool:
